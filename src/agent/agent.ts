@@ -1,0 +1,384 @@
+// The agent: composes configuration, messaging, run state, the scheduler, sinks, heartbeats and ops.
+
+import type { Writable } from 'node:stream';
+import type { Config } from '../config/load.js';
+import { FastmonError, isFastmonError, messageOf } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import {
+  decodeMessage,
+  fastmonStatus,
+  type Incoming,
+  OWN_TYPES,
+  type RunLifecycle,
+} from '../messaging/codec.js';
+import { type InboundMessage, StompConnection } from '../messaging/stomp.js';
+import { MonitorClient } from '../monitor/client.js';
+import { MonitorHttp } from '../monitor/http.js';
+import { type OpsServer, startOpsServer } from '../ops/http.js';
+import { createMetrics, type Metrics } from '../ops/metrics.js';
+import { RunStates } from '../run/run-states.js';
+import { createInlineExecutor, createPool, type StfExecutor } from '../scheduler/pool.js';
+import { Scheduler } from '../scheduler/scheduler.js';
+import { type Broadcaster, StompBroadcaster, StreamBroadcaster } from '../sinks/broadcast.js';
+import { CatalogRegistrar } from '../sinks/catalog.js';
+import { MonitorRegistrar, type Registrar } from '../sinks/registrar.js';
+import { Heartbeats, type OperationalState, osUser } from './heartbeat.js';
+
+export interface AgentOptions {
+  config: Config;
+  logger: Logger;
+  /** Where notifications go when there is no broker (default process.stdout). */
+  stdout?: Writable;
+  /** Consume from the broker subscription (default true); false for replay. */
+  consume?: boolean;
+  /** Run STF tasks on the main thread instead of the pool (the bench baseline). */
+  inline?: boolean;
+}
+
+export class Agent {
+  readonly metrics: Metrics = createMetrics();
+  readonly runs = new RunStates();
+  private name = '';
+  private broker: StompConnection | null = null;
+  private monitor: MonitorClient | null = null;
+  private registrar: Registrar | null = null;
+  private broadcaster: Broadcaster | null = null;
+  private executor: StfExecutor | null = null;
+  private scheduler: Scheduler | null = null;
+  private heartbeats: Heartbeats | null = null;
+  private ops: OpsServer | null = null;
+  private unsubscribe: (() => void) | null = null;
+  private readonly lifecycleWork = new Set<Promise<void>>();
+  private stopping = false;
+  private readonly startedAt = new Date();
+  private readonly config: Config;
+  private readonly logger: Logger;
+
+  constructor(private readonly options: AgentOptions) {
+    this.config = options.config;
+    this.logger = options.logger;
+  }
+
+  get agentName(): string {
+    return this.name;
+  }
+
+  get httpPort(): number | null {
+    return this.ops?.port ?? null;
+  }
+
+  get totals() {
+    return this.requireScheduler().totals;
+  }
+
+  /** Sets everything up; in message mode also connects and subscribes. */
+  async start(): Promise<void> {
+    const { config, logger } = this;
+    if (config.agent.httpPort >= 0) {
+      try {
+        this.ops = await startOpsServer(
+          config.agent.httpHost,
+          config.agent.httpPort,
+          this.metrics.registry,
+          () => this.health(),
+        );
+        logger.info(
+          { url: `http://${config.agent.httpHost}:${this.ops.port}/metrics` },
+          'metrics and health endpoint up',
+        );
+      } catch (err) {
+        logger.error(
+          { err: { message: messageOf(err) } },
+          'cannot open the /healthz and /metrics port; carrying on without it',
+        );
+      }
+    }
+    if (config.monitor.url) {
+      const http = new MonitorHttp({
+        ...config.monitor,
+        logger,
+        observe: (method, endpoint, status, seconds) =>
+          this.metrics.monitorRequests.observe({ method, endpoint, status }, seconds),
+      });
+      this.monitor = new MonitorClient(http);
+      this.name = `fastmon-agent-${osUser()}-${await this.monitor.nextAgentId()}`;
+      this.registrar = new MonitorRegistrar(this.monitor, logger);
+    } else {
+      this.name = `fastmon-agent-${osUser()}-local-${process.pid}`;
+      this.registrar = await CatalogRegistrar.open(config.agent.catalog, logger);
+      logger.info(
+        { catalog: (this.registrar as CatalogRegistrar).file },
+        'no SWF_MONITOR_URL: registering into the local catalog',
+      );
+    }
+    const identity = { sender: this.name, namespace: config.agent.namespace || null };
+    let broadcaster: Broadcaster;
+    if (config.broker.host) {
+      this.broker = new StompConnection({
+        host: config.broker.host,
+        port: config.broker.port,
+        user: config.broker.user,
+        password: config.broker.password,
+        useSsl: config.broker.useSsl,
+        caFile: config.broker.sslCaCerts,
+        heartbeatMs: config.broker.heartbeatMs,
+        clientId: this.name,
+        reconnectMaxMs: config.broker.reconnectMaxMs,
+        logger,
+      });
+      this.broker.on('connected', (first: boolean) => {
+        this.metrics.brokerConnected.set(1);
+        if (!first) this.metrics.reconnects.inc();
+        this.heartbeats?.changed();
+      });
+      this.broker.on('disconnected', () => {
+        this.metrics.brokerConnected.set(0);
+        this.heartbeats?.changed();
+      });
+      broadcaster = new StompBroadcaster(this.broker, config.broker.broadcast, identity);
+    } else {
+      broadcaster = new StreamBroadcaster(this.options.stdout ?? process.stdout, identity);
+      logger.info('no ACTIVEMQ_HOST: notifications are printed to stdout');
+    }
+    this.broadcaster = broadcaster;
+    this.executor = this.options.inline
+      ? createInlineExecutor()
+      : createPool({ workers: config.agent.workers });
+    this.scheduler = new Scheduler({
+      executor: this.executor,
+      registrar: this.registrar,
+      broadcaster,
+      runs: this.runs,
+      sampling: config.sampling,
+      dataRoots: config.agent.dataRoots,
+      maxInFlight: config.agent.maxInFlight,
+      processedBy: () => this.name,
+      logger,
+      metrics: this.metrics,
+    });
+    if (this.monitor) {
+      this.heartbeats = new Heartbeats(
+        this.monitor,
+        {
+          name: () => this.name,
+          namespace: identity.namespace,
+          mqConnected: () => this.broker?.connected ?? false,
+          usesBroker: this.broker !== null,
+          operationalState: () => this.operationalState(),
+          summary: () => this.describe(),
+        },
+        config.monitor.heartbeatIntervalS * 1000,
+        logger,
+      );
+    }
+    logger.info(
+      {
+        agent: this.name,
+        namespace: identity.namespace,
+        mode: config.agent.mode,
+        workers: this.options.inline ? 0 : config.agent.workers,
+        registrar: this.registrar.kind,
+        broker: config.broker.host ? `${config.broker.host}:${config.broker.port}` : null,
+      },
+      'fastmon agent starting',
+    );
+    if (this.broker) {
+      this.broker.start();
+      if (this.options.consume !== false) this.subscribe(this.broker);
+      await this.broker.waitConnected(Math.max(config.broker.reconnectMaxMs, 15_000)).catch((err: Error) => {
+        // Not fatal: the connection keeps retrying in the background.
+        logger.error({ code: 'BROKER_UNAVAILABLE' }, `${err.message}; still trying`);
+      });
+    }
+    if (this.monitor && this.broker && this.options.consume !== false) {
+      await this.monitor
+        .registerSubscriber(
+          `${this.name}-${config.broker.subscription}`,
+          `fastmon agent on ${config.broker.subscription}`,
+        )
+        .catch((err) => logger.warn({ err: { message: messageOf(err) } }, 'subscriber registration failed'));
+    }
+    this.heartbeats?.start();
+  }
+
+  /**
+   * One message body from any source. Resolves when the message is fully handled (for an
+   * stf_ready: sampled, registered and broadcast); never rejects: bad input is logged and counted.
+   */
+  async handleMessage(body: string, messageId = ''): Promise<void> {
+    const { logger, metrics, config } = this;
+    if (Buffer.byteLength(body, 'utf8') > config.agent.maxMessageBytes) {
+      metrics.messagesRejected.inc({ code: 'MESSAGE_TOO_LARGE' });
+      logger.error(
+        { code: 'MESSAGE_TOO_LARGE', msgId: messageId, bytes: Buffer.byteLength(body, 'utf8') },
+        `message refused: larger than ${config.agent.maxMessageBytes} bytes`,
+      );
+      return;
+    }
+    let message: Incoming;
+    try {
+      message = decodeMessage(body);
+    } catch (err) {
+      const code = isFastmonError(err) ? err.code : 'MESSAGE_INVALID';
+      metrics.messagesRejected.inc({ code });
+      logger.error(
+        { code, msgId: messageId, details: (err as FastmonError).details },
+        `message refused: ${messageOf(err)}`,
+      );
+      return;
+    }
+    metrics.messages.inc({ msg_type: message.msgType });
+    // BaseAgent's rule: drop only when both sides have a namespace and they differ.
+    const ours = config.agent.namespace;
+    if (ours && message.namespace && message.namespace !== ours) {
+      metrics.messagesOtherNamespace.inc();
+      logger.debug(
+        { msgId: messageId, namespace: message.namespace, msgType: message.msgType },
+        'message of another namespace ignored',
+      );
+      return;
+    }
+    if ('ignored' in message) return;
+    if (message.msgType === 'stf_ready') {
+      await this.requireScheduler().submit(message, messageId);
+      this.heartbeats?.changed();
+      return;
+    }
+    const work = this.onLifecycle(message, messageId);
+    this.lifecycleWork.add(work);
+    try {
+      await work;
+    } finally {
+      this.lifecycleWork.delete(work);
+    }
+  }
+
+  /** STFs in flight or waiting for a slot, for sources that pace themselves (replay). */
+  get busy(): number {
+    const s = this.requireScheduler();
+    return s.inFlight + s.queued;
+  }
+
+  /** Waits for all accepted work (for replay's end and shutdown). */
+  async idle(timeoutMs = Number.POSITIVE_INFINITY): Promise<boolean> {
+    const drained = await this.requireScheduler().drain(timeoutMs);
+    await Promise.all(this.lifecycleWork);
+    return drained;
+  }
+
+  /**
+   * Stop consuming, finish in-flight work within the drain timeout, send the EXITED heartbeat,
+   * disconnect. Safe to call more than once.
+   */
+  async stop(reason: string): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    const { logger, config } = this;
+    logger.info(
+      { reason, inFlight: this.scheduler?.inFlight ?? 0 },
+      'stopping: no new messages, draining in-flight work',
+    );
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    if (this.scheduler) {
+      const drained = await this.idle(config.agent.drainTimeoutS * 1000);
+      if (!drained)
+        logger.warn(
+          { timeoutS: config.agent.drainTimeoutS },
+          'drain timeout reached; unfinished STFs are abandoned',
+        );
+    }
+    await this.heartbeats?.exit();
+    await this.broker?.close();
+    await this.executor?.close();
+    await this.registrar?.close();
+    await this.ops?.close();
+    logger.info({ agent: this.name }, 'stopped');
+  }
+
+  health() {
+    const brokerOk = this.broker === null || this.broker.connected;
+    return {
+      ok: brokerOk && !this.stopping,
+      agent: this.name,
+      broker: this.broker === null ? 'none' : this.broker.connected ? 'connected' : 'disconnected',
+      registrar: this.registrar?.kind ?? null,
+      stopping: this.stopping,
+      inFlight: this.scheduler?.inFlight ?? 0,
+      queued: this.scheduler?.queued ?? 0,
+      uptimeS: Math.round((Date.now() - this.startedAt.getTime()) / 1000),
+    };
+  }
+
+  private subscribe(broker: StompConnection): void {
+    const { config, logger } = this;
+    const headers: Record<string, string> = {};
+    if (config.broker.skipOwnBroadcasts) {
+      // Our broadcasts carry a msg_type header; other producers send none (BaseAgent sets no headers).
+      headers.selector = `msg_type IS NULL OR msg_type NOT IN (${OWN_TYPES.map((t) => `'${t}'`).join(', ')})`;
+    }
+    this.unsubscribe = broker.subscribe(
+      { destination: config.broker.subscription, ack: 'auto', headers },
+      (message: InboundMessage) => {
+        void this.handleMessage(message.body, message.messageId).finally(() => message.ack());
+      },
+    );
+    logger.info({ destination: config.broker.subscription }, 'subscribed');
+  }
+
+  private async onLifecycle(message: RunLifecycle, messageId: string): Promise<void> {
+    const { logger } = this;
+    const run = this.runs.apply(message);
+    const log = logger.child({ run: message.runId, msgId: messageId });
+    if (!run) {
+      log.warn({ msgType: message.msgType }, 'lifecycle message without run_id ignored');
+      return;
+    }
+    log.info(
+      { msgType: message.msgType, state: run.state, substate: run.substate, execution: run.executionId },
+      'run state',
+    );
+    if (message.msgType !== 'end_run') return;
+    await this.requireScheduler().settleRun(run.runId);
+    const c = run.counts;
+    const status = fastmonStatus({
+      processedBy: this.name,
+      status: 'completed',
+      message:
+        `run ${run.runId} ended: ${c.stfsSampled} of ${c.stfsReceived} STFs sampled, ` +
+        `${c.tfsRegistered} TF samples registered, ${c.stfsFailed} STFs and ${c.tfsFailed} samples failed`,
+      runId: run.runId,
+      executionId: run.executionId,
+      counts: c,
+    });
+    try {
+      await this.requireBroadcaster().publish(status);
+      this.metrics.broadcasts.inc({ msg_type: 'fastmon_status', result: 'ok' });
+    } catch (err) {
+      this.metrics.broadcasts.inc({ msg_type: 'fastmon_status', result: 'failed' });
+      log.error({ code: 'PUBLISH_FAILED' }, `fastmon_status not broadcast: ${messageOf(err)}`);
+    }
+    log.info({ counts: c }, 'run ended; fastmon_status published');
+  }
+
+  private operationalState(): OperationalState {
+    if (this.stopping) return 'EXITED';
+    return (this.scheduler?.inFlight ?? 0) > 0 ? 'PROCESSING' : 'READY';
+  }
+
+  private describe(): string {
+    const t = this.scheduler?.totals;
+    if (!t) return '';
+    return `STFs sampled ${t.stfsSampled}/${t.stfsReceived}, TF samples registered ${t.tfsRegistered}, failed ${t.tfsFailed}, in flight ${this.scheduler?.inFlight ?? 0}`;
+  }
+
+  private requireScheduler(): Scheduler {
+    if (!this.scheduler) throw new FastmonError('SHUTDOWN', 'agent not started');
+    return this.scheduler;
+  }
+
+  private requireBroadcaster(): Broadcaster {
+    if (!this.broadcaster) throw new FastmonError('SHUTDOWN', 'agent not started');
+    return this.broadcaster;
+  }
+}

@@ -1,0 +1,31 @@
+// Replays messages from a JSON-lines file through the agent: the embedded default and demos.
+
+import { createReadStream } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Agent } from './agent.js';
+
+/**
+ * Each non-empty line not starting with `#` is one message body, handled exactly as if it had
+ * come from the broker. Reading pauses while twice `maxInFlight` STFs are queued, so a long
+ * file is replayed in bounded memory.
+ */
+export async function replayFile(agent: Agent, file: string, maxQueued: number): Promise<number> {
+  const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
+  const pending = new Set<Promise<void>>();
+  const name = path.basename(file);
+  let number = 0;
+  let messages = 0;
+  for await (const line of lines) {
+    number++;
+    const text = line.trim();
+    if (text === '' || text.startsWith('#')) continue;
+    messages++;
+    const work = agent.handleMessage(text, `${name}:${number}`);
+    pending.add(work);
+    void work.finally(() => pending.delete(work));
+    while (agent.busy >= maxQueued && pending.size > 0) await Promise.race(pending);
+  }
+  await Promise.all(pending);
+  return messages;
+}

@@ -1,0 +1,39 @@
+// The end-of-job summary printed to stdout: per run and in total, in words an operator reads at a glance.
+
+import type { RunCounts } from '../messaging/codec.js';
+import type { RunInfo } from '../run/run-states.js';
+
+export function formatSummary(
+  agentName: string,
+  elapsedMs: number,
+  totals: RunCounts,
+  runs: RunInfo[],
+): string {
+  const lines = [`swf-fastmon summary: agent ${agentName}, ${(elapsedMs / 1000).toFixed(1)} s`];
+  for (const run of runs) lines.push(`  run ${run.runId} (${run.phase}): ${countsLine(run.counts)}`);
+  lines.push(`  total: ${countsLine(totals)}`);
+  return `${lines.join('\n')}\n`;
+}
+
+function countsLine(c: RunCounts): string {
+  const parts = [
+    `${c.stfsReceived} STFs received`,
+    `${c.stfsSampled} sampled`,
+    `${c.stfsSkipped} skipped`,
+    `${c.stfsFailed} failed`,
+  ];
+  if (c.stfsDuplicate) parts.push(`${c.stfsDuplicate} duplicate`);
+  if (c.stfsWithoutFile) parts.push(`${c.stfsWithoutFile} without file`);
+  return `${parts.join(', ')}; ${c.tfsRegistered} TF samples registered (${humanBytes(c.bytesSampled)}), ${c.tfsFailed} failed`;
+}
+
+export function humanBytes(n: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return unit === 0 ? `${n} B` : `${value.toFixed(1)} ${units[unit]}`;
+}

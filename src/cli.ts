@@ -1,0 +1,90 @@
+#!/usr/bin/env node
+// The `swf-fastmon` executable: dispatches to subcommands.
+
+import { readFileSync } from 'node:fs';
+import { agentCommand } from './cli/agent-command.js';
+import { configMarkdown } from './cli/help.js';
+import { FastmonError } from './errors.js';
+import { redactText } from './log/redact.js';
+
+interface Command {
+  summary: string;
+  run?: (argv: readonly string[]) => Promise<number>;
+  /** Not built yet: what is reserved for it. */
+  reserved?: string;
+}
+
+const COMMANDS: Record<string, Command> = {
+  agent: {
+    summary: 'the fast monitoring agent (stf_ready from ActiveMQ, or --replay FILE)',
+    run: agentCommand,
+  },
+  scan: { summary: 'one pass over STF directories', reserved: 'the scan-and-watch issue' },
+  watch: { summary: 'scan, then watch directories for new STFs', reserved: 'the scan-and-watch issue' },
+  gen: { summary: 'write a synthetic run of STF files', reserved: 'the STF-files issue' },
+  client: { summary: 'terminal client showing TF notifications live', reserved: 'the live-view issue' },
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+function help(): string {
+  const names = Object.keys(COMMANDS);
+  const width = Math.max(...names.map((n) => n.length)) + 4;
+  return `swf-fastmon ${version()}: fast monitoring agent of the ePIC streaming workflow testbed
+
+Usage: swf-fastmon <command> [options]      (swf-fastmon <command> --help for its options)
+
+Commands:
+${names
+  .map((n) => {
+    const c = COMMANDS[n] as Command;
+    return `  ${n.padEnd(width)}${c.summary}${c.reserved ? ' (reserved; not built yet)' : ''}`;
+  })
+  .join('\n')}
+`;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(help());
+    return 0;
+  }
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  if (name === 'config-table') {
+    // Used to regenerate the README's configuration table.
+    process.stdout.write(`${configMarkdown()}\n`);
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`swf-fastmon: unknown command "${name}"\n\n${help()}`);
+    return 2;
+  }
+  if (!command.run) {
+    process.stderr.write(`swf-fastmon ${name}: reserved for ${command.reserved}; not built yet\n`);
+    return 2;
+  }
+  return command.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const usage =
+      err instanceof FastmonError && (err.code === 'CONFIG_INVALID' || err.code === 'CONFIG_FILE_UNREADABLE');
+    const text = err instanceof Error ? (usage ? err.message : (err.stack ?? err.message)) : String(err);
+    process.stderr.write(`swf-fastmon: ${redactText(text)}\n`);
+    process.exitCode = usage ? 2 : 1;
+  },
+);

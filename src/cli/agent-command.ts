@@ -1,0 +1,116 @@
+// `swf-fastmon agent`: the message-driven agent (broker or --replay), with clean shutdown on signals.
+
+import { Agent } from '../agent/agent.js';
+import { replayFile } from '../agent/replay.js';
+import { formatSummary } from '../agent/summary.js';
+import { type ExtraFlag, parseArgs } from '../config/args.js';
+import { type Config, loadConfig, printableConfig } from '../config/load.js';
+import { FastmonError } from '../errors.js';
+import { createLogger } from '../log/logger.js';
+import { configHelp } from './help.js';
+
+export const AGENT_FLAGS: readonly ExtraFlag[] = [
+  {
+    name: 'config',
+    takesValue: true,
+    doc: 'TOML file with [broker], [monitor], [agent], [sampling] sections',
+  },
+  {
+    name: 'print-config',
+    takesValue: false,
+    doc: 'print the resolved configuration (secrets redacted) and exit',
+  },
+  {
+    name: 'replay',
+    takesValue: true,
+    doc: 'handle the messages of a JSON-lines file instead of the broker, then exit',
+  },
+  { name: 'help', alias: 'h', takesValue: false, doc: 'this help' },
+];
+
+export async function agentCommand(argv: readonly string[]): Promise<number> {
+  const args = parseArgs(argv, AGENT_FLAGS);
+  if (args.options.get('help')) {
+    process.stdout.write(agentHelp());
+    return 0;
+  }
+  if (args.positionals.length > 0)
+    throw new FastmonError('CONFIG_INVALID', `unexpected argument ${args.positionals[0]}`);
+  const configFile = args.options.get('config');
+  const { config } = loadConfig({
+    flags: args.config,
+    configFile: typeof configFile === 'string' ? configFile : undefined,
+  });
+  if (args.options.get('print-config')) {
+    process.stdout.write(`${JSON.stringify(printableConfig(config), null, 2)}\n`);
+    return 0;
+  }
+  if (config.agent.mode === 'continuous') {
+    throw new FastmonError(
+      'CONFIG_INVALID',
+      'agent.mode (FASTMON_MODE) continuous: directory scanning and watching is not built yet; use message mode',
+    );
+  }
+  const replay = args.options.get('replay');
+  return typeof replay === 'string' ? runReplay(config, replay) : runConsumer(config);
+}
+
+async function runReplay(config: Config, file: string): Promise<number> {
+  const logger = createLogger({ level: config.agent.logLevel });
+  const agent = new Agent({ config, logger, consume: false });
+  const started = Date.now();
+  await agent.start();
+  let messages = 0;
+  try {
+    messages = await replayFile(agent, file, config.agent.maxInFlight * 2);
+    await agent.idle();
+  } finally {
+    await agent.stop(`replay of ${messages} messages finished`);
+  }
+  process.stdout.write(formatSummary(agent.agentName, Date.now() - started, agent.totals, agent.runs.all()));
+  return 0;
+}
+
+async function runConsumer(config: Config): Promise<number> {
+  if (!config.broker.host) {
+    throw new FastmonError(
+      'CONFIG_INVALID',
+      'broker.host (ACTIVEMQ_HOST) is empty: message mode needs a broker; set it, or use --replay FILE',
+    );
+  }
+  const logger = createLogger({ level: config.agent.logLevel });
+  const agent = new Agent({ config, logger });
+  const started = Date.now();
+  const stopped = new Promise<string>((resolve) => {
+    // SIGQUIT is supervisord's stopsignal for testbed agents.
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGQUIT'] as const) {
+      process.on(signal, () => {
+        if (stopping) {
+          logger.warn({ signal }, 'second signal: exiting now');
+          process.exit(1);
+        }
+        resolve(signal);
+      });
+    }
+  });
+  let stopping = false;
+  await agent.start();
+  const signal = await stopped;
+  stopping = true;
+  await agent.stop(`received ${signal}`);
+  process.stdout.write(formatSummary(agent.agentName, Date.now() - started, agent.totals, agent.runs.all()));
+  return 0;
+}
+
+function agentHelp(): string {
+  return `Usage: swf-fastmon agent [options]
+
+Consumes stf_ready and run lifecycle messages, samples TF ranges from each STF in a worker
+pool, records them in swf-monitor (or the local catalog) and broadcasts tf_file_registered.
+
+Options:
+${AGENT_FLAGS.map((f) => `  --${f.name}${f.takesValue ? ' VALUE' : ''}`.padEnd(30) + f.doc).join('\n')}
+
+Configuration (flag > environment > --config file > default):
+${configHelp()}`;
+}

@@ -1,0 +1,287 @@
+// The wire boundary: testbed JSON (snake_case) in and out, validated here and nowhere else.
+
+import { z } from 'zod';
+import { FastmonError } from '../errors.js';
+
+export const LIFECYCLE_TYPES = ['run_imminent', 'start_run', 'pause_run', 'resume_run', 'end_run'] as const;
+export type LifecycleType = (typeof LIFECYCLE_TYPES)[number];
+
+/** What fastmon itself publishes; consumers (and our own selector) recognise them by msg_type. */
+export const OWN_TYPES = ['tf_file_registered', 'fastmon_status', 'fastmon_summary'] as const;
+
+// Producers disagree on types (§1.4-1.6 of the contract): run_id is a string from the workflow
+// runner and an int from daqsim; optional fields arrive as null from the example data agent.
+const runIdField = z.union([z.string(), z.number().int()]).nullish();
+const text = z.string().nullish();
+const count = z.number().int().nonnegative().nullish();
+
+const common = {
+  msg_type: z.string(),
+  namespace: text,
+  run_id: runIdField,
+  execution_id: text,
+  state: text,
+  substate: text,
+  timestamp: z.union([z.string(), z.number()]).nullish(),
+  sender: text,
+};
+
+const stfReadySchema = z.looseObject({
+  ...common,
+  filename: text,
+  file_url: text,
+  checksum: text,
+  size_bytes: count,
+  /** daqsim's key for the same thing. */
+  size: count,
+  sequence: z.number().int().nullish(),
+  tf_count: z.number().int().positive().nullish(),
+});
+
+const lifecycleSchema = z.looseObject({
+  ...common,
+  total_stf_files: count,
+});
+
+interface Common {
+  runId: string | null;
+  executionId: string | null;
+  namespace: string | null;
+  state: string | null;
+  substate: string | null;
+}
+
+export interface StfReady extends Common {
+  msgType: 'stf_ready';
+  filename: string | null;
+  fileUrl: string | null;
+  sizeBytes: number | null;
+  checksum: string | null;
+  sequence: number | null;
+  tfCount: number | null;
+}
+
+export interface RunLifecycle extends Common {
+  msgType: LifecycleType;
+  totalStfFiles: number | null;
+}
+
+export interface Ignored {
+  msgType: string;
+  namespace: string | null;
+  ignored: true;
+}
+
+export type Incoming = StfReady | RunLifecycle | Ignored;
+
+/**
+ * Decodes one message body. Unrelated types (the topic carries every testbed message) are
+ * returned as `ignored` after the cheapest possible look: the envelope only.
+ * Throws MESSAGE_NOT_JSON / MESSAGE_INVALID with the reason.
+ */
+export function decodeMessage(body: string): Incoming {
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch (err) {
+    throw new FastmonError('MESSAGE_NOT_JSON', `message body is not JSON: ${(err as Error).message}`, {
+      preview: body.slice(0, 120),
+    });
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw new FastmonError('MESSAGE_INVALID', 'message body is not a JSON object', {
+      preview: body.slice(0, 120),
+    });
+  }
+  const envelope = json as { msg_type?: unknown; namespace?: unknown };
+  const msgType = envelope.msg_type;
+  if (typeof msgType !== 'string' || msgType === '') {
+    throw new FastmonError('MESSAGE_INVALID', 'message has no msg_type string', {
+      msg_type: msgType === undefined ? null : msgType,
+    });
+  }
+  if (msgType === 'stf_ready') return decodeStfReady(json);
+  if ((LIFECYCLE_TYPES as readonly string[]).includes(msgType)) return decodeLifecycle(json);
+  const ns = envelope.namespace;
+  return { msgType, namespace: typeof ns === 'string' ? ns : null, ignored: true };
+}
+
+function decodeStfReady(json: unknown): StfReady {
+  const parsed = stfReadySchema.safeParse(json);
+  if (!parsed.success) throw invalid('stf_ready has fields of the wrong type', parsed.error);
+  const m = parsed.data;
+  const filename = nonEmpty(m.filename);
+  return {
+    msgType: 'stf_ready',
+    ...commonOf(m, filename),
+    filename,
+    fileUrl: nonEmpty(m.file_url),
+    sizeBytes: m.size_bytes ?? m.size ?? null,
+    checksum: nonEmpty(m.checksum),
+    sequence: m.sequence ?? null,
+    tfCount: m.tf_count ?? null,
+  };
+}
+
+function decodeLifecycle(json: unknown): RunLifecycle {
+  const parsed = lifecycleSchema.safeParse(json);
+  if (!parsed.success)
+    throw invalid(
+      `${String((json as { msg_type: string }).msg_type)} has fields of the wrong type`,
+      parsed.error,
+    );
+  const m = parsed.data;
+  return {
+    msgType: m.msg_type as LifecycleType,
+    ...commonOf(m, null),
+    totalStfFiles: m.total_stf_files ?? null,
+  };
+}
+
+function commonOf(m: z.infer<typeof lifecycleSchema>, filename: string | null): Common {
+  const runId =
+    m.run_id === null || m.run_id === undefined || m.run_id === '' ? null : String(m.run_id).trim();
+  return {
+    runId: runId ?? (filename ? runFromFilename(filename) : null),
+    executionId: nonEmpty(m.execution_id),
+    namespace: nonEmpty(m.namespace),
+    state: nonEmpty(m.state),
+    substate: nonEmpty(m.substate),
+  };
+}
+
+/** Testbed STF names carry the run: `swf.<run>.<seq>.stf` (workflows and daqsim, §4.3). */
+export function runFromFilename(filename: string): string | null {
+  const base = filename.slice(filename.lastIndexOf('/') + 1);
+  const match = /^swf\.(\d+)\.(\d+)\.stf$/i.exec(base);
+  return match ? String(Number(match[1])) : null;
+}
+
+function nonEmpty(value: string | null | undefined): string | null {
+  return value === undefined || value === null || value.trim() === '' ? null : value;
+}
+
+function invalid(what: string, error: z.ZodError): FastmonError {
+  const issues = error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`);
+  return new FastmonError('MESSAGE_INVALID', `${what}: ${issues.join('; ')}`, { issues });
+}
+
+// --- Outgoing --------------------------------------------------------------------------------
+
+export interface TfRegisteredFields {
+  processedBy: string;
+  runId: string | null;
+  executionId: string | null;
+  stfFilename: string;
+  tfFileId: string;
+  tfFilename: string;
+  tfFirst: number;
+  tfLast: number;
+  tfCount: number;
+  fileSizeBytes: number | null;
+  checksum: string | null;
+  status: string;
+}
+
+/**
+ * `tf_file_registered` as the fast processing agent and the SSE relay read it (contract §1.7, §10):
+ * `run_id` always a string, `file_size_bytes` in bytes, and no `agent_name` key, because
+ * swf-monitor's listener swallows any body with both `agent_name` and `status` as a heartbeat.
+ * `sender` and `namespace` are added by the publisher, as BaseAgent.send_message does.
+ */
+export function tfFileRegistered(f: TfRegisteredFields, now = new Date()): Record<string, unknown> {
+  const body: Record<string, unknown> = {
+    msg_type: 'tf_file_registered',
+    processed_by: f.processedBy,
+    run_id: f.runId,
+    execution_id: f.executionId,
+    stf_filename: f.stfFilename,
+    tf_file_id: f.tfFileId,
+    tf_filename: f.tfFilename,
+    tf_first: f.tfFirst,
+    tf_last: f.tfLast,
+    tf_count: f.tfCount,
+    file_size_bytes: f.fileSizeBytes,
+    status: f.status,
+    timestamp: localIsoTimestamp(now),
+  };
+  if (f.checksum !== null) body.checksum = f.checksum;
+  return body;
+}
+
+export interface RunCounts {
+  stfsReceived: number;
+  stfsSampled: number;
+  stfsSkipped: number;
+  stfsFailed: number;
+  stfsDuplicate: number;
+  stfsWithoutFile: number;
+  tfsRegistered: number;
+  tfsFailed: number;
+  bytesSampled: number;
+}
+
+/** `fastmon_status` (contract §1.8): defined by the testbed, finally sent, with the run's counts. */
+export function fastmonStatus(
+  fields: {
+    processedBy: string;
+    status: 'started' | 'completed' | 'error';
+    message: string;
+    runId: string | null;
+    executionId: string | null;
+    counts?: RunCounts;
+  },
+  now = new Date(),
+): Record<string, unknown> {
+  const body: Record<string, unknown> = {
+    msg_type: 'fastmon_status',
+    processed_by: fields.processedBy,
+    status: fields.status,
+    message: fields.message,
+    run_id: fields.runId,
+    execution_id: fields.executionId,
+    timestamp: localIsoTimestamp(now),
+  };
+  if (fields.counts) {
+    const c = fields.counts;
+    Object.assign(body, {
+      stfs_received: c.stfsReceived,
+      stfs_sampled: c.stfsSampled,
+      stfs_skipped: c.stfsSkipped,
+      stfs_failed: c.stfsFailed,
+      stfs_duplicate: c.stfsDuplicate,
+      stfs_without_file: c.stfsWithoutFile,
+      tf_files_registered: c.tfsRegistered,
+      tf_files_failed: c.tfsFailed,
+      bytes_sampled: c.bytesSampled,
+    });
+  }
+  return body;
+}
+
+/**
+ * Adds what BaseAgent.send_message adds (`sender`, `namespace`) and refuses the one shape
+ * swf-monitor would misread as an agent heartbeat.
+ */
+export function finalizeOutgoing(
+  body: Record<string, unknown>,
+  sender: string,
+  namespace: string | null,
+): Record<string, unknown> {
+  const out = { ...body, sender, namespace: namespace ?? body.namespace ?? null };
+  if ('agent_name' in out && 'status' in out) {
+    throw new Error(
+      'refusing to publish a body with both agent_name and status (swf-monitor treats it as a heartbeat)',
+    );
+  }
+  return out;
+}
+
+/** Local ISO-8601 time without zone, the testbed's `datetime.now().isoformat()` shape. */
+export function localIsoTimestamp(d: Date): string {
+  const pad = (n: number, w = 2) => String(n).padStart(w, '0');
+  return (
+    `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}000`
+  );
+}

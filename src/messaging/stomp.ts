@@ -1,0 +1,365 @@
+// The only module that touches stompit: one STOMP connection that reconnects, resubscribes and publishes.
+
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import stompitModule from 'stompit';
+import { FastmonError, messageOf } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+
+// The slice of stompit 1.0 used here. @types/stompit lags the library (no `headers` on frames,
+// no heartbeat margins, a destroy() that needs an argument), so the shapes are declared here.
+interface Frame {
+  headers: Record<string, string>;
+  readString(encoding: string, callback: (err: Error | null, body?: string) => void): void;
+}
+interface Writer {
+  write(chunk: string): boolean;
+  end(): void;
+}
+interface StompitSubscription {
+  unsubscribe(): void;
+}
+interface Client {
+  headers?: Record<string, string>;
+  on(event: 'error', listener: (err: Error) => void): void;
+  on(event: 'end', listener: () => void): void;
+  send(headers: Record<string, string>, options?: { onReceipt?: () => void }): Writer;
+  subscribe(
+    headers: Record<string, string>,
+    listener: (err: Error | null, message: Frame) => void,
+  ): StompitSubscription;
+  ack(message: Frame): void;
+  nack(message: Frame): void;
+  disconnect(callback?: (err: Error | null) => void): void;
+  destroy(err?: Error): void;
+}
+type Message = Frame;
+const stompit = stompitModule as unknown as {
+  connect(options: Record<string, unknown>, callback: (err: Error | null, client: Client) => void): Client;
+};
+
+export interface StompOptions {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  useSsl: boolean;
+  /** PEM CA bundle; empty means the system CAs. */
+  caFile: string;
+  /** Offered both ways; 0 disables heart-beats. */
+  heartbeatMs: number;
+  /** `client-id` on CONNECT: the agent name, as BaseAgent. */
+  clientId: string;
+  reconnectInitialMs?: number;
+  reconnectMaxMs: number;
+  /** How long publish() waits for a connection (and for the broker's receipt). */
+  publishTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  logger: Logger;
+}
+
+export interface InboundMessage {
+  body: string;
+  headers: Record<string, string>;
+  messageId: string;
+  /** Acknowledge (client-individual subscriptions only; a no-op for auto). */
+  ack(): void;
+  nack(): void;
+}
+
+export interface SubscriptionSpec {
+  destination: string;
+  ack: 'auto' | 'client-individual';
+  headers?: Record<string, string>;
+}
+
+type Handler = (message: InboundMessage) => void;
+
+interface Sub {
+  spec: SubscriptionSpec;
+  handler: Handler;
+  live: StompitSubscription | null;
+}
+
+interface PendingReceipt {
+  reject: (err: Error) => void;
+}
+
+/**
+ * Reconnect is our own loop rather than stompit's ConnectFailover: with a `client-id`, a new
+ * connection opened before the broker has dropped the old one is refused as "already
+ * connected" (stompit #27), so every attempt first destroys the old socket and retries with
+ * backoff until the broker lets go. Subscriptions are remembered and sent again on every
+ * connection, since STOMP subscriptions die with their connection (stomp.py #294 in the Python
+ * stack lost them silently).
+ *
+ * Events: 'connected' (first: boolean), 'disconnected' (error).
+ */
+export class StompConnection extends EventEmitter {
+  private client: Client | null = null;
+  private readonly subs = new Set<Sub>();
+  private readonly pendingReceipts = new Set<PendingReceipt>();
+  private closing = false;
+  private attempt = 0;
+  private connects = 0;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private readonly ca: Buffer | undefined;
+
+  constructor(private readonly options: StompOptions) {
+    super();
+    this.ca = options.useSsl && options.caFile ? readFileSync(options.caFile) : undefined;
+  }
+
+  get connected(): boolean {
+    return this.client !== null;
+  }
+
+  /** Number of successful connections after the first. */
+  get reconnects(): number {
+    return Math.max(0, this.connects - 1);
+  }
+
+  start(): void {
+    this.closing = false;
+    this.connect();
+  }
+
+  /** Resolves once connected (or rejects after timeoutMs). */
+  waitConnected(timeoutMs: number): Promise<void> {
+    if (this.client) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off('connected', onConnected);
+        reject(
+          new FastmonError(
+            'BROKER_UNAVAILABLE',
+            `no STOMP connection to ${this.where()} within ${timeoutMs} ms`,
+          ),
+        );
+      }, timeoutMs);
+      const onConnected = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.once('connected', onConnected);
+    });
+  }
+
+  subscribe(spec: SubscriptionSpec, handler: Handler): () => void {
+    const sub: Sub = { spec, handler, live: null };
+    this.subs.add(sub);
+    if (this.client) this.attach(this.client, sub);
+    return () => {
+      this.subs.delete(sub);
+      if (sub.live && this.client) {
+        try {
+          sub.live.unsubscribe();
+        } catch {
+          // the connection is going away; the subscription goes with it
+        }
+      }
+      sub.live = null;
+    };
+  }
+
+  /**
+   * Sends one message and resolves when the broker has confirmed it with a RECEIPT, so a
+   * resolved publish is on the broker. Waits for a connection if there is none yet.
+   */
+  async publish(destination: string, body: string, headers: Record<string, string> = {}): Promise<void> {
+    const timeoutMs = this.options.publishTimeoutMs ?? 10_000;
+    if (!this.client) {
+      if (this.closing)
+        throw new FastmonError('PUBLISH_FAILED', `cannot publish to ${destination}: connection closed`);
+      await this.waitConnected(timeoutMs).catch((err: Error) => {
+        throw new FastmonError('PUBLISH_FAILED', `cannot publish to ${destination}: ${err.message}`, {
+          destination,
+        });
+      });
+    }
+    const client = this.client as Client;
+    await new Promise<void>((resolve, reject) => {
+      const pending: PendingReceipt = {
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(
+            new FastmonError('PUBLISH_FAILED', `publish to ${destination} failed: ${err.message}`, {
+              destination,
+            }),
+          );
+        },
+      };
+      const timer = setTimeout(() => {
+        this.pendingReceipts.delete(pending);
+        pending.reject(new Error(`no receipt within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pendingReceipts.add(pending);
+      const frame = client.send(
+        { destination, 'content-type': 'application/json', ...headers },
+        {
+          onReceipt: () => {
+            clearTimeout(timer);
+            this.pendingReceipts.delete(pending);
+            resolve();
+          },
+        },
+      );
+      frame.write(body);
+      frame.end();
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    const client = this.client;
+    this.client = null;
+    if (!client) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        client.destroy();
+        resolve();
+      }, 2000);
+      client.disconnect(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private where(): string {
+    return `${this.options.useSsl ? 'stomp+ssl' : 'stomp'}://${this.options.host}:${this.options.port}`;
+  }
+
+  private connect(): void {
+    const o = this.options;
+    const heartbeat = `${o.heartbeatMs},${o.heartbeatMs}`;
+    const connectOptions: Record<string, unknown> = {
+      host: o.host,
+      port: o.port,
+      timeout: o.connectTimeoutMs ?? 5000,
+      connectHeaders: {
+        host: o.host,
+        login: o.user,
+        passcode: o.password,
+        'accept-version': '1.1,1.2',
+        'heart-beat': heartbeat,
+        'client-id': o.clientId,
+      },
+      // stompit declares a missed heart-beat when no byte arrives within the interval plus
+      // this margin; ActiveMQ's beats drift, and a 100 ms margin gives spurious timeouts.
+      heartbeatDelayMargin: Math.max(1000, Math.floor(o.heartbeatMs / 2)),
+      heartbeatOutputMargin: Math.floor(o.heartbeatMs / 10),
+    };
+    if (o.useSsl) {
+      connectOptions.ssl = true;
+      connectOptions.servername = o.host;
+      if (this.ca) connectOptions.ca = [this.ca];
+      // No plaintext fallback and no unverified TLS: a broker we cannot verify is an error.
+      connectOptions.rejectUnauthorized = true;
+    }
+    let settled = false;
+    // stompit times out the TCP connect only; a broker that accepts the socket but never answers
+    // CONNECT (overloaded, or a proxy in front of a dead one) would otherwise hang us forever.
+    const handshakeMs = (o.connectTimeoutMs ?? 5000) * 2;
+    const handshake = setTimeout(() => {
+      if (settled) return;
+      settled = true;
+      this.onLost(client, new Error(`no CONNECTED frame within ${handshakeMs} ms`));
+    }, handshakeMs);
+    const client = stompit.connect(connectOptions, (err) => {
+      clearTimeout(handshake);
+      if (settled) return;
+      settled = true;
+      if (err) {
+        this.onLost(client, err);
+        return;
+      }
+      if (this.closing) {
+        client.destroy();
+        return;
+      }
+      this.client = client;
+      this.attempt = 0;
+      this.connects++;
+      client.on('error', (e: Error) => this.onLost(client, e));
+      client.on('end', () => this.onLost(client, new Error('connection ended')));
+      for (const sub of this.subs) this.attach(client, sub);
+      this.options.logger.info(
+        { broker: this.where(), clientId: o.clientId, version: client.headers?.version },
+        this.connects === 1 ? 'connected to broker' : 'reconnected to broker',
+      );
+      this.emit('connected', this.connects === 1);
+    });
+    // Errors before CONNECTED arrive through the callback; this catches anything after a failed one.
+    client.on('error', () => {});
+  }
+
+  private onLost(client: Client, err: Error): void {
+    if (this.client === client) this.client = null;
+    else if (this.client !== null) return; // a stale client of an earlier connection
+    try {
+      client.destroy();
+    } catch {
+      // already destroyed
+    }
+    for (const pending of this.pendingReceipts) pending.reject(err);
+    this.pendingReceipts.clear();
+    for (const sub of this.subs) sub.live = null;
+    if (this.closing) return;
+    if (this.reconnectTimer) return;
+    const initial = this.options.reconnectInitialMs ?? 250;
+    const delay = Math.min(this.options.reconnectMaxMs, initial * 2 ** Math.min(this.attempt, 16));
+    const jittered = Math.round(delay * (0.8 + Math.random() * 0.4));
+    this.attempt++;
+    this.options.logger.warn(
+      { broker: this.where(), err: { message: messageOf(err) }, retryInMs: jittered, attempt: this.attempt },
+      'broker connection lost or refused; reconnecting',
+    );
+    this.emit('disconnected', err);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (!this.closing) this.connect();
+    }, jittered);
+  }
+
+  private attach(client: Client, sub: Sub): void {
+    const headers: Record<string, string> = {
+      destination: sub.spec.destination,
+      ack: sub.spec.ack,
+      ...sub.spec.headers,
+    };
+    sub.live = client.subscribe(headers, (err, message) => {
+      // On a dropped connection stompit calls every listener with the error; 'error' handles it.
+      if (err) return;
+      this.read(client, sub, message);
+    });
+  }
+
+  private read(client: Client, sub: Sub, message: Message): void {
+    const headers = message.headers;
+    const isClientAck = sub.spec.ack !== 'auto';
+    message.readString('utf-8', (err, body) => {
+      if (err) {
+        this.options.logger.error({ err: { message: messageOf(err) } }, 'failed to read a message body');
+        return;
+      }
+      const inbound: InboundMessage = {
+        body: body ?? '',
+        headers,
+        messageId: headers['message-id'] ?? '',
+        ack: () => {
+          if (isClientAck && this.client === client) client.ack(message);
+        },
+        nack: () => {
+          if (isClientAck && this.client === client) client.nack(message);
+        },
+      };
+      sub.handler(inbound);
+    });
+  }
+}
+
+export function brokerError(message: string, cause?: unknown): FastmonError {
+  return new FastmonError('BROKER_ERROR', message, undefined, { cause });
+}

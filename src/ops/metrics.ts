@@ -1,0 +1,87 @@
+// Prometheus metrics of one agent, on a registry of its own (several agents can live in one process).
+
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+export function createMetrics() {
+  const registry = new Registry();
+  const registers = [registry];
+  return {
+    registry,
+    messages: new Counter({
+      name: 'fastmon_messages_total',
+      help: 'Messages received, by msg_type (unrelated types included).',
+      labelNames: ['msg_type'],
+      registers,
+    }),
+    messagesRejected: new Counter({
+      name: 'fastmon_messages_rejected_total',
+      help: 'Messages refused before processing, by error code (bad JSON, wrong types, too large).',
+      labelNames: ['code'],
+      registers,
+    }),
+    messagesOtherNamespace: new Counter({
+      name: 'fastmon_messages_other_namespace_total',
+      help: 'Messages ignored because they belong to another testbed namespace.',
+      registers,
+    }),
+    stfs: new Counter({
+      name: 'fastmon_stfs_total',
+      help: 'stf_ready outcomes: sampled, skipped (run state or selection), failed, duplicate, no_file.',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    stfErrors: new Counter({
+      name: 'fastmon_stf_errors_total',
+      help: 'STF failures and warnings by error code.',
+      labelNames: ['code'],
+      registers,
+    }),
+    tfsRegistered: new Counter({
+      name: 'fastmon_tfs_registered_total',
+      help: 'TF samples recorded (created, or found already registered).',
+      labelNames: ['created'],
+      registers,
+    }),
+    tfsFailed: new Counter({
+      name: 'fastmon_tfs_failed_total',
+      help: 'TF samples whose registration failed, by error code.',
+      labelNames: ['code'],
+      registers,
+    }),
+    broadcasts: new Counter({
+      name: 'fastmon_broadcasts_total',
+      help: 'Notifications published, by msg_type and result.',
+      labelNames: ['msg_type', 'result'],
+      registers,
+    }),
+    monitorRequests: new Histogram({
+      name: 'fastmon_monitor_request_seconds',
+      help: 'swf-monitor request latency by method, endpoint and HTTP status (or "error").',
+      labelNames: ['method', 'endpoint', 'status'],
+      buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    reconnects: new Counter({
+      name: 'fastmon_broker_reconnects_total',
+      help: 'Broker connections re-established after a loss.',
+      registers,
+    }),
+    brokerConnected: new Gauge({
+      name: 'fastmon_broker_connected',
+      help: '1 while the STOMP connection is up.',
+      registers,
+    }),
+    inFlight: new Gauge({
+      name: 'fastmon_stfs_in_flight',
+      help: 'STFs being read, registered or broadcast right now.',
+      registers,
+    }),
+    queued: new Gauge({
+      name: 'fastmon_stfs_queued',
+      help: 'STFs accepted and waiting for an in-flight slot.',
+      registers,
+    }),
+  };
+}

@@ -1,0 +1,142 @@
+// Run lifecycle as seen by fastmon: per-run DAQ state from run_imminent … end_run, and the sampling gate.
+
+import type { RunCounts, RunLifecycle, StfReady } from '../messaging/codec.js';
+
+export type Phase = 'imminent' | 'physics' | 'standby' | 'ended';
+
+export interface RunInfo {
+  runId: string;
+  executionId: string | null;
+  namespace: string | null;
+  phase: Phase;
+  state: string | null;
+  substate: string | null;
+  counts: RunCounts;
+  firstSeen: Date;
+  endedAt: Date | null;
+}
+
+export interface Gate {
+  sample: boolean;
+  reason: string;
+}
+
+/** How many ended runs are remembered (for late stf_ready after end_run). */
+const KEEP_ENDED = 64;
+
+/**
+ * The workflow runner stamps `state`/`substate` on lifecycle messages; daqsim does not, so a
+ * message without them implies the testbed's usual pair (contract §5.2): run_imminent →
+ * beam/not_ready, start_run and resume_run → run/physics, pause_run → run/standby. end_run keeps
+ * the last pair, so an STF announced late (the data agent lags) is judged by when it was taken.
+ */
+const IMPLIED: Record<string, [string, string] | null> = {
+  run_imminent: ['beam', 'not_ready'],
+  start_run: ['run', 'physics'],
+  resume_run: ['run', 'physics'],
+  pause_run: ['run', 'standby'],
+  end_run: null,
+};
+
+export class RunStates {
+  private readonly runs = new Map<string, RunInfo>();
+
+  get(runId: string): RunInfo | undefined {
+    return this.runs.get(runId);
+  }
+
+  all(): RunInfo[] {
+    return [...this.runs.values()];
+  }
+
+  getOrCreate(runId: string, executionId: string | null = null, namespace: string | null = null): RunInfo {
+    let run = this.runs.get(runId);
+    if (!run) {
+      run = {
+        runId,
+        executionId,
+        namespace,
+        phase: 'imminent',
+        state: null,
+        substate: null,
+        counts: emptyCounts(),
+        firstSeen: new Date(),
+        endedAt: null,
+      };
+      this.runs.set(runId, run);
+    }
+    if (executionId && !run.executionId) run.executionId = executionId;
+    return run;
+  }
+
+  /** Applies a lifecycle message; returns the run, or null when it names no run. */
+  apply(msg: RunLifecycle): RunInfo | null {
+    if (!msg.runId) return null;
+    const run = this.getOrCreate(msg.runId, msg.executionId, msg.namespace);
+    if (msg.executionId) run.executionId = msg.executionId;
+    const implied = IMPLIED[msg.msgType];
+    if (implied) {
+      run.state = msg.state ?? implied[0];
+      run.substate = msg.substate ?? implied[1];
+    }
+    switch (msg.msgType) {
+      case 'run_imminent':
+        // A new run_imminent for a known run starts it afresh (a re-run or a restarted workflow).
+        if (run.phase === 'ended') {
+          run.counts = emptyCounts();
+          run.endedAt = null;
+        }
+        run.phase = 'imminent';
+        break;
+      case 'start_run':
+      case 'resume_run':
+        run.phase = 'physics';
+        break;
+      case 'pause_run':
+        run.phase = 'standby';
+        break;
+      case 'end_run':
+        run.phase = 'ended';
+        run.endedAt = new Date();
+        this.prune();
+        break;
+    }
+    return run;
+  }
+
+  /**
+   * Samples only in run/physics when asked to; the STF's own state/substate wins over the run's,
+   * and when nothing is known the STF is sampled: never drop data on a guess.
+   */
+  gate(stf: StfReady, sampleOnlyInPhysics: boolean): Gate {
+    if (!sampleOnlyInPhysics) return { sample: true, reason: 'sampling in every state' };
+    if (stf.state || stf.substate) return judge(stf.state, stf.substate, 'stf_ready');
+    const run = stf.runId ? this.runs.get(stf.runId) : undefined;
+    if (!run || (!run.state && !run.substate)) return { sample: true, reason: 'run state unknown' };
+    return judge(run.state, run.substate, `run ${run.runId}`);
+  }
+
+  private prune(): void {
+    const ended = [...this.runs.values()].filter((r) => r.phase === 'ended');
+    for (const run of ended.slice(0, Math.max(0, ended.length - KEEP_ENDED))) this.runs.delete(run.runId);
+  }
+}
+
+function judge(state: string | null, substate: string | null, source: string): Gate {
+  const ok = (state === null || state === 'run') && (substate === null || substate === 'physics');
+  return { sample: ok, reason: `${source} is ${state ?? '?'}/${substate ?? '?'}` };
+}
+
+export function emptyCounts(): RunCounts {
+  return {
+    stfsReceived: 0,
+    stfsSampled: 0,
+    stfsSkipped: 0,
+    stfsFailed: 0,
+    stfsDuplicate: 0,
+    stfsWithoutFile: 0,
+    tfsRegistered: 0,
+    tfsFailed: 0,
+    bytesSampled: 0,
+  };
+}

@@ -1,0 +1,357 @@
+// The STF pipeline on the main thread: gate, read and sample in a worker, register, broadcast; bounded.
+
+import { setMaxListeners } from 'node:events';
+import { baseName, isStfSelected } from '../../workers/sampler.js';
+import type { StfTaskSuccess } from '../../workers/stf-task.js';
+import type { SamplingSettings } from '../config/load.js';
+import { type ErrorInfo, FastmonError, messageOf } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import { type RunCounts, type StfReady, tfFileRegistered } from '../messaging/codec.js';
+import type { Metrics } from '../ops/metrics.js';
+import { emptyCounts, type RunInfo, type RunStates } from '../run/run-states.js';
+import type { Broadcaster } from '../sinks/broadcast.js';
+import type { Registrar, SampleRecord } from '../sinks/registrar.js';
+import type { StfExecutor } from './pool.js';
+
+export type Outcome = 'sampled' | 'skipped' | 'failed' | 'duplicate' | 'no_file';
+
+export interface StfResult {
+  outcome: Outcome;
+  stfFilename: string | null;
+  runId: string | null;
+  /** TF samples recorded (created or found already registered). */
+  registered: number;
+  /** TF samples whose registration failed. */
+  failed: number;
+  /** Registered TF samples whose notification could not be published. */
+  unbroadcast?: number;
+  reason?: string;
+  error?: ErrorInfo;
+}
+
+export interface SchedulerDeps {
+  executor: StfExecutor;
+  registrar: Registrar;
+  broadcaster: Broadcaster;
+  runs: RunStates;
+  sampling: SamplingSettings;
+  dataRoots: string[];
+  maxInFlight: number;
+  processedBy: () => string;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+/** STFs remembered as fully done, so a redelivered stf_ready costs nothing (not even a GET). */
+const DONE_MEMORY = 100_000;
+
+/**
+ * Each accepted STF goes through the same steps whatever its source (broker, replay, scan).
+ * At most `maxInFlight` run at once; the rest wait in arrival order. Registration of all
+ * samples of all in-flight STFs goes out concurrently over the monitor's keep-alive pool, and
+ * each sample is broadcast as soon as it is registered: nothing here blocks message reception.
+ */
+export class Scheduler {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+  private readonly inFlightByKey = new Map<string, Promise<StfResult>>();
+  private readonly done = new Set<string>();
+  private readonly byRun = new Map<string, Set<Promise<StfResult>>>();
+  private readonly all = new Set<Promise<StfResult>>();
+  private readonly abort = new AbortController();
+  /** Counts over all runs, including STFs whose message names no run. */
+  readonly totals: RunCounts = emptyCounts();
+
+  constructor(private readonly deps: SchedulerDeps) {
+    // Every in-flight request listens on this one signal; thousands at once are expected.
+    setMaxListeners(0, this.abort.signal);
+  }
+
+  get inFlight(): number {
+    return this.active;
+  }
+
+  get queued(): number {
+    return this.waiting.length;
+  }
+
+  /** Accepts an stf_ready; resolves when it is fully handled. Never rejects. */
+  submit(stf: StfReady, messageId = ''): Promise<StfResult> {
+    const promise = this.handle(stf, messageId).catch((err): StfResult => {
+      // A bug, not an STF problem: keep the agent alive and say so loudly.
+      this.deps.logger.error(
+        { err, stf: stf.filename, run: stf.runId, msgId: messageId },
+        'unexpected error in the STF pipeline',
+      );
+      return {
+        outcome: 'failed',
+        stfFilename: stf.filename,
+        runId: stf.runId,
+        registered: 0,
+        failed: 0,
+        reason: messageOf(err),
+      };
+    });
+    this.track(promise, stf.runId);
+    return promise;
+  }
+
+  /** Resolves when every STF of the run accepted so far is handled (for end_run). */
+  async settleRun(runId: string): Promise<void> {
+    const set = this.byRun.get(runId);
+    if (set) await Promise.all(set);
+  }
+
+  /** Waits for all accepted work, at most timeoutMs; returns true when everything finished. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => {
+      if (Number.isFinite(timeoutMs)) timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    const finished = (async () => {
+      while (this.all.size > 0) await Promise.all(this.all);
+      return true as const;
+    })();
+    const result = await Promise.race([finished, timeout]);
+    clearTimeout(timer);
+    if (!result) this.abort.abort(new FastmonError('SHUTDOWN', 'shutdown: drain timeout reached'));
+    return result;
+  }
+
+  private track(promise: Promise<StfResult>, runId: string | null): void {
+    this.all.add(promise);
+    let set: Set<Promise<StfResult>> | undefined;
+    if (runId) {
+      set = this.byRun.get(runId) ?? new Set();
+      this.byRun.set(runId, set);
+      set.add(promise);
+    }
+    void promise.finally(() => {
+      this.all.delete(promise);
+      if (set && runId) {
+        set.delete(promise);
+        if (set.size === 0) this.byRun.delete(runId);
+      }
+    });
+  }
+
+  private async handle(stf: StfReady, messageId: string): Promise<StfResult> {
+    const { runs, metrics, logger, sampling } = this.deps;
+    const run = stf.runId ? runs.getOrCreate(stf.runId, stf.executionId, stf.namespace) : null;
+    this.count(run, 'stfsReceived');
+    const base = { stfFilename: stf.filename, runId: stf.runId, registered: 0, failed: 0 };
+    const log = logger.child({ run: stf.runId, stf: stf.filename, msgId: messageId });
+
+    if (!stf.filename) {
+      // The Rucio data agents announce a whole run with one stf_ready and no filename (§1.6).
+      this.count(run, 'stfsWithoutFile');
+      metrics.stfs.inc({ outcome: 'no_file' });
+      log.info('stf_ready without filename (per-run announcement): nothing to sample');
+      return { ...base, outcome: 'no_file', reason: 'no filename' };
+    }
+    const key = `${stf.runId ?? ''}/${baseName(stf.filename)}`;
+    const previous = this.inFlightByKey.get(key);
+    if (this.done.has(key) || previous) {
+      if (previous) await previous;
+      this.count(run, 'stfsDuplicate');
+      metrics.stfs.inc({ outcome: 'duplicate' });
+      log.info('stf_ready for an STF already handled: nothing new to register');
+      return { ...base, outcome: 'duplicate', reason: 'already handled' };
+    }
+    const gate = runs.gate(stf, sampling.sampleOnlyInPhysics);
+    const selected =
+      gate.sample && isStfSelected(sampling.seed, stf.runId, stf.filename, sampling.stfSelectionFraction);
+    if (!selected) {
+      const reason = gate.sample
+        ? `not selected (stf_selection_fraction ${sampling.stfSelectionFraction})`
+        : gate.reason;
+      this.count(run, 'stfsSkipped');
+      metrics.stfs.inc({ outcome: 'skipped' });
+      log.info({ reason }, 'STF skipped');
+      return { ...base, outcome: 'skipped', reason };
+    }
+
+    const work = this.withSlot(() => this.process(stf, run, log));
+    this.inFlightByKey.set(key, work);
+    try {
+      const result = await work;
+      // Only a complete STF is remembered: a redelivery must retry what failed.
+      if (result.outcome === 'sampled' && result.failed === 0 && result.unbroadcast === 0) this.remember(key);
+      return result;
+    } finally {
+      this.inFlightByKey.delete(key);
+    }
+  }
+
+  private async process(stf: StfReady, run: RunInfo | null, log: Logger): Promise<StfResult> {
+    const { executor, sampling, metrics } = this.deps;
+    const filename = stf.filename as string;
+    const base = { stfFilename: filename, runId: stf.runId };
+    const result = await executor.run({
+      seed: sampling.seed,
+      runId: stf.runId,
+      stfFilename: filename,
+      fileUrl: stf.fileUrl,
+      filename,
+      messageSizeBytes: stf.sizeBytes,
+      messageTfCount: stf.tfCount,
+      dataRoots: this.deps.dataRoots,
+      tfCountDefault: sampling.tfCountDefault,
+      settings: sampling,
+    });
+    if (!result.ok) {
+      this.count(run, 'stfsFailed');
+      metrics.stfs.inc({ outcome: 'failed' });
+      metrics.stfErrors.inc({ code: result.error.code });
+      log.error(
+        { code: result.error.code, details: result.error.details },
+        `STF not sampled: ${result.error.message}`,
+      );
+      return {
+        ...base,
+        outcome: 'failed',
+        registered: 0,
+        failed: 0,
+        error: result.error,
+        reason: result.error.message,
+      };
+    }
+    if (result.warning) {
+      metrics.stfErrors.inc({ code: result.warning.code });
+      log.warn({ code: result.warning.code }, `${result.warning.message}; sampling from message metadata`);
+    }
+    const outcomes = await Promise.all(
+      result.samples.map((s) => this.registerAndBroadcast(stf, result, s, log)),
+    );
+    const registered = outcomes.filter((o) => o !== 'unregistered').length;
+    const failed = outcomes.length - registered;
+    const unbroadcast = outcomes.filter((o) => o === 'unbroadcast').length;
+    this.count(run, 'stfsSampled');
+    this.count(run, 'tfsRegistered', registered);
+    this.count(run, 'tfsFailed', failed);
+    this.count(
+      run,
+      'bytesSampled',
+      result.samples.reduce((sum, s) => sum + (s.fileSizeBytes ?? 0), 0),
+    );
+    metrics.stfs.inc({ outcome: 'sampled' });
+    log.info(
+      {
+        samples: result.samples.length,
+        registered,
+        failed,
+        unbroadcast,
+        tfCount: result.tfCount,
+        tfCountSource: result.tfCountSource,
+        sizeBytes: result.sizeBytes,
+        read: result.path !== null,
+      },
+      failed === 0 && unbroadcast === 0
+        ? 'STF sampled'
+        : 'STF sampled with failed TF registrations or broadcasts',
+    );
+    return { ...base, outcome: 'sampled', registered, failed, unbroadcast };
+  }
+
+  private async registerAndBroadcast(
+    stf: StfReady,
+    result: StfTaskSuccess,
+    sample: StfTaskSuccess['samples'][number],
+    log: Logger,
+  ): Promise<'ok' | 'unregistered' | 'unbroadcast'> {
+    const { registrar, broadcaster, metrics } = this.deps;
+    const record: SampleRecord = {
+      stfFilename: baseName(stf.filename as string),
+      tfFilename: sample.tfFilename,
+      tfFirst: sample.tfFirst,
+      tfLast: sample.tfLast,
+      tfCount: sample.tfCount,
+      fileSizeBytes: sample.fileSizeBytes,
+      checksum: null,
+      metadata: {
+        run_id: stf.runId,
+        execution_id: stf.executionId,
+        stf_tf_count: result.tfCount,
+        tf_count_source: result.tfCountSource,
+        sample_index: sample.index,
+        processed_by: this.deps.processedBy(),
+      },
+    };
+    let tfFileId: string;
+    try {
+      const registered = await registrar.register(record, this.abort.signal);
+      tfFileId = registered.tfFileId;
+      metrics.tfsRegistered.inc({ created: String(registered.created) });
+    } catch (err) {
+      const code = err instanceof FastmonError ? err.code : 'MONITOR_UNAVAILABLE';
+      metrics.tfsFailed.inc({ code });
+      log.error(
+        { code, tf_filename: sample.tfFilename, details: (err as FastmonError).details },
+        `TF sample not registered: ${messageOf(err)}`,
+      );
+      return 'unregistered';
+    }
+    const body = tfFileRegistered({
+      processedBy: this.deps.processedBy(),
+      runId: stf.runId,
+      executionId: stf.executionId,
+      stfFilename: record.stfFilename,
+      tfFileId,
+      tfFilename: sample.tfFilename,
+      tfFirst: sample.tfFirst,
+      tfLast: sample.tfLast,
+      tfCount: sample.tfCount,
+      fileSizeBytes: sample.fileSizeBytes,
+      checksum: null,
+      status: 'registered',
+    });
+    try {
+      await broadcaster.publish(body);
+      metrics.broadcasts.inc({ msg_type: 'tf_file_registered', result: 'ok' });
+      return 'ok';
+    } catch (err) {
+      metrics.broadcasts.inc({ msg_type: 'tf_file_registered', result: 'failed' });
+      log.error(
+        { code: 'PUBLISH_FAILED', tf_filename: sample.tfFilename },
+        `tf_file_registered not broadcast: ${messageOf(err)}`,
+      );
+      return 'unbroadcast';
+    }
+  }
+
+  private count(run: RunInfo | null, field: keyof RunCounts, n = 1): void {
+    this.totals[field] += n;
+    if (run) run.counts[field] += n;
+  }
+
+  private remember(key: string): void {
+    this.done.add(key);
+    if (this.done.size > DONE_MEMORY) {
+      const oldest = this.done.values().next().value;
+      if (oldest !== undefined) this.done.delete(oldest);
+    }
+  }
+
+  private async withSlot<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.deps.maxInFlight) {
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    } else {
+      this.active++;
+    }
+    this.updateGauges();
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next)
+        next(); // hand the slot over directly
+      else this.active--;
+      this.updateGauges();
+    }
+  }
+
+  private updateGauges(): void {
+    this.deps.metrics.inFlight.set(this.active);
+    this.deps.metrics.queued.set(this.waiting.length);
+  }
+}

@@ -1,0 +1,293 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { sampleStf } from '../../workers/sampler.js';
+import { startTestAgent, type TestAgent } from '../support/agent.js';
+import { type Collector, TestPeer, uniqueTopic } from '../support/broker.js';
+import { type MonitorDouble, startMonitorDouble } from '../support/monitor-double.js';
+
+const RUN = '101993';
+let double: MonitorDouble;
+let peer: TestPeer;
+let topic: string;
+let namespace: string;
+let seen: Collector;
+let running: TestAgent[] = [];
+
+beforeAll(async () => {
+  double = await startMonitorDouble();
+  peer = await TestPeer.connect();
+});
+afterAll(async () => {
+  await peer.close();
+  await double.close();
+});
+
+beforeEach(async () => {
+  double.reset();
+  for (let seq = 1; seq <= 9; seq++)
+    double.addStfFile({ stf_filename: stfName(seq), run_number: Number(RUN) });
+  topic = uniqueTopic('agent');
+  namespace = `ns-${randomUUID().slice(0, 8)}`;
+  seen = await peer.collect(topic);
+});
+afterEach(async () => {
+  await Promise.all(running.map((a) => a.stop()));
+  running = [];
+});
+
+function stfName(seq: number): string {
+  return `swf.${RUN}.${String(seq).padStart(6, '0')}.stf`;
+}
+
+/** The example data agent's per-file stf_ready (contract §1.6): size and checksum null. */
+function stfReady(seq: number, extra: Record<string, unknown> = {}) {
+  return {
+    msg_type: 'stf_ready',
+    namespace,
+    sender: 'data-agent-test-1',
+    filename: stfName(seq),
+    run_id: RUN,
+    file_url: null,
+    checksum: null,
+    size_bytes: null,
+    start: null,
+    end: null,
+    state: 'run',
+    substate: 'physics',
+    sequence: seq,
+    ...extra,
+  };
+}
+
+function lifecycle(msgType: string, extra: Record<string, unknown> = {}) {
+  return { msg_type: msgType, namespace, execution_id: 'stf_datataking-test-0001', run_id: RUN, ...extra };
+}
+
+async function agent(env: Record<string, string> = {}): Promise<TestAgent> {
+  const a = await startTestAgent({
+    monitor: double,
+    env: { FASTMON_SUBSCRIPTION: topic, FASTMON_BROADCAST: topic, FASTMON_SEED: 'test-seed', ...env },
+    args: ['--namespace', namespace],
+  });
+  running.push(a);
+  return a;
+}
+
+const registered = (c: Collector) => c.bodies('tf_file_registered');
+
+describe('the agent against ActiveMQ and an swf-monitor double', () => {
+  it('turns a run lifecycle and a stream of stf_ready into FastMonFile rows and one tf_file_registered per sample', async () => {
+    const a = await agent();
+    await peer.publish(topic, lifecycle('run_imminent', { state: 'beam', substate: 'not_ready' }));
+    await peer.publish(topic, lifecycle('start_run', { state: 'run', substate: 'physics' }));
+    await peer.publish(topic, stfReady(1));
+    await peer.publish(topic, stfReady(2, { size_bytes: 2_000_000_000, checksum: 'ad:3915264619' }));
+    await peer.publish(topic, stfReady(3, { run_id: Number(RUN) })); // daqsim's integer run_id
+    await peer.publish(topic, lifecycle('end_run', { total_stf_files: 3 }));
+    await seen.waitFor((c) => c.bodies('fastmon_status').length === 1, 20_000, 'fastmon_status');
+
+    expect(double.fastmonFiles).toHaveLength(21);
+    const notes = registered(seen);
+    expect(notes).toHaveLength(21);
+    for (const seq of [1, 2, 3]) {
+      const size = seq === 2 ? 2_000_000_000 : null;
+      const expected = sampleStf({
+        seed: 'test-seed',
+        runId: RUN,
+        stfFilename: stfName(seq),
+        tfCount: 1000,
+        stfSizeBytes: size,
+        settings: { tfFilesPerStf: 7, tfSizeFraction: 0.15, tfSequenceStart: 1 },
+      });
+      for (const s of expected) {
+        const row = double.fastmonFiles.find((r) => r.tf_filename === s.tfFilename);
+        expect(row, s.tfFilename).toMatchObject({
+          stf_file: stfName(seq),
+          tf_first: s.tfFirst,
+          tf_last: s.tfLast,
+          tf_count: s.tfCount,
+          file_size_bytes: s.fileSizeBytes,
+          status: 'registered',
+        });
+        const note = notes.find((n) => n.tf_filename === s.tfFilename);
+        expect(note, s.tfFilename).toMatchObject({
+          msg_type: 'tf_file_registered',
+          processed_by: a.agent.agentName,
+          sender: a.agent.agentName,
+          namespace,
+          run_id: RUN,
+          execution_id: null, // the example data agent's stf_ready carries none
+          stf_filename: stfName(seq),
+          tf_file_id: row?.tf_file_id,
+          tf_first: s.tfFirst,
+          tf_last: s.tfLast,
+          tf_count: s.tfCount,
+          file_size_bytes: s.fileSizeBytes,
+          status: 'registered',
+        });
+        expect(typeof note?.timestamp).toBe('string');
+        expect(note).not.toHaveProperty('agent_name');
+      }
+    }
+    // Broadcasts carry a msg_type header, and the agent's selector kept them from coming back to it.
+    expect(seen.messages.find((m) => m.body.msg_type === 'tf_file_registered')?.headers.msg_type).toBe(
+      'tf_file_registered',
+    );
+    expect(await a.agent.metrics.messages.get()).not.toMatchObject({
+      values: expect.arrayContaining([
+        expect.objectContaining({ labels: { msg_type: 'tf_file_registered' } }),
+      ]),
+    });
+
+    const status = seen.bodies('fastmon_status')[0];
+    expect(status).toMatchObject({
+      msg_type: 'fastmon_status',
+      status: 'completed',
+      run_id: RUN,
+      execution_id: 'stf_datataking-test-0001',
+      stfs_received: 3,
+      stfs_sampled: 3,
+      tf_files_registered: 21,
+      tf_files_failed: 0,
+      processed_by: a.agent.agentName,
+    });
+    expect(status).not.toHaveProperty('agent_name');
+  });
+
+  it('registers nothing new when the same stf_ready arrives again, in the same agent or after a restart', async () => {
+    const first = await agent();
+    await peer.publish(topic, stfReady(1));
+    await seen.waitFor((c) => registered(c).length === 7, 15_000, '7 notifications');
+    const ids = double.fastmonFiles.map((r) => r.tf_file_id).sort();
+
+    const postsBefore = double.requests.filter(
+      (r) => r.method === 'POST' && r.path.includes('fastmon-files'),
+    ).length;
+    await peer.publish(topic, stfReady(1));
+    await peer.publish(topic, stfReady(2)); // a marker: once it is done, the duplicate was handled before it
+    await seen.waitFor((c) => registered(c).length === 14, 15_000, 'the marker STF');
+    expect(double.fastmonFiles).toHaveLength(14);
+    const postsAfter = double.requests.filter(
+      (r) => r.method === 'POST' && r.path.includes('fastmon-files'),
+    ).length;
+    expect(postsAfter - postsBefore).toBe(7); // only the marker's samples
+    expect(
+      first.logs.find((r) => r.msg === 'stf_ready for an STF already handled: nothing new to register'),
+    ).toBeDefined();
+
+    await first.stop();
+    running = [];
+    const second = await agent();
+    await peer.publish(topic, stfReady(1));
+    await seen.waitFor((c) => registered(c).length === 21, 15_000, 'notifications after the restart');
+    expect(double.fastmonFiles).toHaveLength(14);
+    const renotified = registered(seen).slice(14);
+    // The restarted agent re-announces the existing rows (at-least-once), under their original ids.
+    expect(renotified.map((n) => n.tf_file_id).sort()).toEqual(ids);
+    expect(renotified.every((n) => n.processed_by === second.agent.agentName)).toBe(true);
+  });
+
+  it('ignores messages of another namespace and processes those without one', async () => {
+    const a = await agent();
+    await peer.publish(topic, stfReady(1, { namespace: 'someone-else' }));
+    await peer.publish(topic, stfReady(2, { namespace: undefined }));
+    await seen.waitFor((c) => registered(c).length === 7, 15_000, 'the STF without namespace');
+    expect(double.fastmonFiles.every((r) => r.stf_file === stfName(2))).toBe(true);
+    expect((await a.agent.metrics.messagesOtherNamespace.get()).values[0]?.value).toBe(1);
+  });
+
+  it('logs monitor 400s and 500s clearly and carries on with the next STF', async () => {
+    const a = await agent({ FASTMON_MONITOR_RETRIES: '1' });
+    // An STF swf-monitor does not know: 400, quoted in the log, not retried.
+    await peer.publish(topic, stfReady(404, { filename: 'swf.101993.000404.stf' }));
+    await peer.publish(topic, stfReady(1));
+    await seen.waitFor((c) => registered(c).length === 7, 15_000, 'the next STF after a 400');
+    const rejected = a.logs.find((r) => r.code === 'MONITOR_REJECTED');
+    expect(String(rejected?.msg)).toMatch(
+      /TF sample not registered: swf-monitor rejected POST \/fastmon-files\/ with HTTP 400: .*does not exist/,
+    );
+    expect(rejected?.stf).toBe('swf.101993.000404.stf');
+
+    double.fail({ path: '/fastmon-files/', method: 'POST', status: 500 });
+    await peer.publish(topic, stfReady(2));
+    await waitUntil(
+      () => a.logs.records().filter((r) => r.code === 'MONITOR_UNAVAILABLE').length === 7,
+      'MONITOR_UNAVAILABLE logs',
+    );
+    double.clearFaults();
+    await peer.publish(topic, stfReady(3));
+    await seen.waitFor((c) => registered(c).length === 14, 15_000, 'the next STF after a 500 outage');
+    const unavailable = a.logs.find((r) => r.code === 'MONITOR_UNAVAILABLE');
+    expect(String(unavailable?.msg)).toMatch(/failed after 2 attempt\(s\): HTTP 500/);
+    // Counts settle when the last publish is confirmed, which can be just after the peer sees it.
+    await waitUntil(() => a.agent.totals.stfsSampled === 4, 'the counts to settle');
+    expect(a.agent.totals).toMatchObject({ stfsSampled: 4, tfsRegistered: 14, tfsFailed: 14 });
+  });
+
+  it('samples in physics only: skips STFs during pause_run and resumes with resume_run', async () => {
+    const a = await agent();
+    await peer.publish(topic, lifecycle('start_run', { state: 'run', substate: 'physics' }));
+    await peer.publish(topic, lifecycle('pause_run', { state: 'run', substate: 'standby' }));
+    await peer.publish(topic, stfReady(1, { state: undefined, substate: undefined }));
+    await peer.publish(topic, stfReady(2, { state: 'run', substate: 'standby' }));
+    await peer.publish(topic, lifecycle('resume_run', { state: 'run', substate: 'physics' }));
+    await peer.publish(topic, stfReady(3, { state: undefined, substate: undefined }));
+    await seen.waitFor((c) => registered(c).length === 7, 15_000, 'the STF after resume_run');
+    expect(new Set(double.fastmonFiles.map((r) => r.stf_file))).toEqual(new Set([stfName(3)]));
+    await waitUntil(() => a.agent.runs.get(RUN)?.counts.stfsSampled === 1, 'the counts to settle');
+    expect(a.agent.runs.get(RUN)?.counts).toMatchObject({ stfsReceived: 3, stfsSkipped: 2, stfsSampled: 1 });
+    expect(a.logs.find((r) => r.msg === 'STF skipped' && r.stf === stfName(1))?.reason).toBe(
+      `run ${RUN} is run/standby`,
+    );
+  });
+
+  it('counts the per-run stf_ready without filename and refuses garbage without stopping', async () => {
+    const a = await agent();
+    await peer.publish(topic, { msg_type: 'stf_ready', run_id: RUN, namespace, req_id: 1 });
+    await peer.publish(topic, '{"msg_type": "stf_ready", "filename": ');
+    await peer.publish(topic, { msg_type: 'stf_ready', namespace, filename: stfName(1), size_bytes: 'huge' });
+    await peer.publish(topic, { msg_type: 'slice', namespace, content: {} });
+    await peer.publish(topic, stfReady(1));
+    await seen.waitFor((c) => registered(c).length === 7, 15_000, 'the valid STF after garbage');
+    expect(
+      a.logs.find((r) => r.msg === 'stf_ready without filename (per-run announcement): nothing to sample'),
+    ).toBeDefined();
+    expect(a.logs.find((r) => r.code === 'MESSAGE_NOT_JSON')).toBeDefined();
+    expect(String(a.logs.find((r) => r.code === 'MESSAGE_INVALID')?.msg)).toMatch(/size_bytes/);
+    const rejected = await a.agent.metrics.messagesRejected.get();
+    expect(rejected.values.map((v) => v.labels.code).sort()).toEqual(['MESSAGE_INVALID', 'MESSAGE_NOT_JSON']);
+    expect(a.agent.totals.stfsWithoutFile).toBe(1);
+  });
+
+  it('reports to swf-monitor like a testbed agent: subscriber, heartbeats, EXITED on stop; never logs secrets', async () => {
+    const a = await agent();
+    await waitUntil(() => double.heartbeats.length >= 1, 'first heartbeat');
+    expect(a.agent.agentName).toMatch(/^fastmon-agent-.+-\d+$/);
+    expect(double.subscribers.map((s) => s.subscriber_name)).toContain(`${a.agent.agentName}-${topic}`);
+    expect(double.heartbeats[0]?.body).toMatchObject({
+      instance_name: a.agent.agentName,
+      agent_type: 'fastmon',
+      status: 'OK',
+      mq_connected: true,
+      namespace,
+      pid: process.pid,
+    });
+    await a.stop();
+    running = [];
+    const last = double.heartbeats.at(-1)?.body;
+    expect(last).toMatchObject({
+      instance_name: a.agent.agentName,
+      status: 'EXITED',
+      operational_state: 'EXITED',
+    });
+    expect(a.logs.text()).not.toContain(double.token);
+  });
+});
+
+async function waitUntil(predicate: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,0 +1,215 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configMarkdown } from '../../src/cli/help.js';
+import { brokerAddress, TestPeer } from '../support/broker.js';
+import { type MonitorDouble, startMonitorDouble } from '../support/monitor-double.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const CLI = path.join(ROOT, 'dist/src/cli.js');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built CLI with exactly the given environment (plus PATH), as supervisord would. */
+function run(args: string[], env: Record<string, string> = {}, cwd = ROOT): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd,
+      env: { PATH: process.env.PATH ?? '', ...env },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('swf-fastmon command line', () => {
+  it('lists its subcommands', async () => {
+    const { code, stdout } = await run(['--help']);
+    expect(code).toBe(0);
+    for (const name of ['agent', 'scan', 'watch', 'gen', 'client'])
+      expect(stdout).toMatch(new RegExp(`^  ${name} `, 'm'));
+    const reserved = await run(['scan']);
+    expect(reserved.code).toBe(2);
+    expect(reserved.stderr).toMatch(/reserved for the scan-and-watch issue/);
+  });
+
+  it('prints the resolved configuration with secrets redacted', async () => {
+    const { code, stdout } = await run(['agent', '--print-config', '--tf-files-per-stf', '5'], {
+      ACTIVEMQ_PASSWORD: 'brokersecret99',
+      SWF_API_TOKEN: 'tokensecret0123456789',
+      SWF_MONITOR_URL: 'https://user:urlpass77@monitor.example/swf-monitor',
+    });
+    expect(code).toBe(0);
+    const printed = JSON.parse(stdout);
+    expect(printed.sampling.tf_files_per_stf).toBe(5);
+    expect(printed.broker.password).toBe('[redacted]');
+    expect(stdout).not.toMatch(/brokersecret99|tokensecret0123456789|urlpass77/);
+  });
+
+  it('refuses a bad FASTMON_MODE with exit code 2, naming the key and value', async () => {
+    const { code, stderr } = await run(['agent'], { FASTMON_MODE: 'true' });
+    expect(code).toBe(2);
+    expect(stderr).toContain(
+      'agent.mode (env FASTMON_MODE): expected one of message, continuous, got "true"',
+    );
+  });
+
+  it('runs the embedded default: replays the example run into a catalog and prints notifications and a summary', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-cli-'));
+    const catalog = path.join(dir, 'catalog.jsonl');
+    const args = [
+      'agent',
+      '--replay',
+      'examples/run-100001/messages.jsonl',
+      '--data-root',
+      'examples/run-100001',
+    ];
+    const { code, stdout, stderr } = await run([...args, '--catalog', catalog, '--http-port', '-1']);
+    expect(code, stderr).toBe(0);
+    const notes = stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    // Six STFs announced, one of them during pause_run: 5 × 7 samples.
+    expect(notes.filter((n) => n.msg_type === 'tf_file_registered')).toHaveLength(35);
+    expect(notes.find((n) => n.msg_type === 'fastmon_status')).toMatchObject({
+      stfs_sampled: 5,
+      stfs_skipped: 1,
+    });
+    expect(stdout).toMatch(
+      /run 100001 \(ended\): 6 STFs received, 5 sampled, 1 skipped, 0 failed; 35 TF samples registered/,
+    );
+    const rows = readFileSync(catalog, 'utf8').trim().split('\n');
+    expect(rows).toHaveLength(35);
+    // Replaying again registers nothing new: the catalog keeps tf_filename unique like swf-monitor.
+    const again = await run([...args, '--catalog', catalog, '--http-port', '-1']);
+    expect(again.code).toBe(0);
+    expect(readFileSync(catalog, 'utf8').trim().split('\n')).toHaveLength(35);
+  });
+});
+
+describe('swf-fastmon agent configured only through the testbed environment', () => {
+  let double: MonitorDouble;
+  let child: ChildProcess | null = null;
+
+  beforeAll(async () => {
+    double = await startMonitorDouble();
+  });
+  afterAll(async () => {
+    child?.kill('SIGKILL');
+    await double.close();
+  });
+
+  it('registers 7 samples per stf_ready, broadcasts them on /topic/epictopic, nothing new on a repeat, and exits 0 on SIGTERM', async () => {
+    const { host, port } = brokerAddress();
+    const namespace = `cli-${randomUUID().slice(0, 8)}`;
+    const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-tb-'));
+    const testbed = path.join(dir, 'testbed.toml');
+    writeFileSync(testbed, `[testbed]\nnamespace = "${namespace}"\n`);
+    double.addStfFile({ stf_filename: 'swf.102000.000001.stf', run_number: 102000 });
+    const peer = await TestPeer.connect();
+    const seen = await peer.collect('/topic/epictopic');
+
+    const env = {
+      ACTIVEMQ_HOST: host,
+      ACTIVEMQ_PORT: String(port),
+      ACTIVEMQ_USER: 'admin',
+      ACTIVEMQ_PASSWORD: 'admin',
+      SWF_MONITOR_URL: double.url,
+      SWF_API_TOKEN: double.token,
+      SWF_TESTBED_CONFIG: testbed,
+      SWF_LOG_LEVEL: 'INFO',
+      FASTMON_HTTP_PORT: '0',
+    };
+    const proc = spawn(process.execPath, [CLI, 'agent'], {
+      cwd: dir,
+      env: { PATH: process.env.PATH ?? '', ...env },
+    });
+    child = proc;
+    let stderr = '';
+    let stdout = '';
+    proc.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    proc.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
+    await waitUntil(
+      () => stderr.includes('"msg":"subscribed"') && double.heartbeats.length > 0,
+      () => stderr,
+    );
+
+    const stfReady = {
+      msg_type: 'stf_ready',
+      namespace,
+      filename: 'swf.102000.000001.stf',
+      run_id: '102000',
+      file_url: null,
+      checksum: null,
+      size_bytes: null,
+      state: 'run',
+      substate: 'physics',
+    };
+    // SUBSCRIBE is asynchronous on the broker: repeat the first message until it is taken.
+    // Repeats are exactly what must register nothing new.
+    const tfNotes = () => seen.bodies('tf_file_registered').filter((b) => b.namespace === namespace);
+    const deadline = Date.now() + 15_000;
+    while (tfNotes().length === 0 && Date.now() < deadline) {
+      await peer.publish('/topic/epictopic', stfReady);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    await seen.waitFor(() => tfNotes().length >= 7, 15_000, '7 notifications');
+    expect(double.fastmonFiles).toHaveLength(7);
+    expect(new Set(tfNotes().map((n) => n.tf_filename)).size).toBe(7);
+
+    await peer.publish('/topic/epictopic', stfReady);
+    await waitUntil(
+      () => (stderr.match(/already handled/g) ?? []).length >= 1,
+      () => stderr,
+    );
+    expect(double.fastmonFiles).toHaveLength(7);
+    expect(tfNotes()).toHaveLength(7);
+
+    proc.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    child = null;
+    expect(double.heartbeats.at(-1)?.body).toMatchObject({
+      status: 'EXITED',
+      agent_type: 'fastmon',
+      namespace,
+    });
+    expect(stdout).toMatch(/run 102000 \(imminent\): \d+ STFs received, 1 sampled/);
+    expect(stderr).not.toContain(double.token);
+    await peer.close();
+  });
+});
+
+describe('the README', () => {
+  it('carries the configuration table generated from the key table', () => {
+    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    expect(readme).toContain(configMarkdown());
+  });
+});
+
+async function waitUntil(predicate: () => boolean, context: () => string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out; output so far:\n${context().slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,0 +1,59 @@
+// Starts a real agent in-process for integration tests: real broker, real worker pool, captured logs.
+
+import { Writable } from 'node:stream';
+import { Agent } from '../../src/agent/agent.js';
+import { parseArgs } from '../../src/config/args.js';
+import { type Config, loadConfig } from '../../src/config/load.js';
+import { brokerAddress } from './broker.js';
+import { type CapturedLogs, captureLogs } from './logs.js';
+import type { MonitorDouble } from './monitor-double.js';
+
+export interface TestAgent {
+  agent: Agent;
+  config: Config;
+  logs: CapturedLogs;
+  stdout: string[];
+  stop(): Promise<void>;
+}
+
+export interface TestAgentOptions {
+  /** Environment as an operator would set it; merged over the broker and monitor of the test. */
+  env?: Record<string, string>;
+  monitor?: MonitorDouble;
+  broker?: boolean;
+  consume?: boolean;
+  /** Command-line flags, e.g. ['--namespace', 'x']. */
+  args?: string[];
+}
+
+export async function startTestAgent(options: TestAgentOptions = {}): Promise<TestAgent> {
+  const env: Record<string, string> = {
+    FASTMON_WORKERS: '1',
+    FASTMON_HTTP_PORT: '0',
+    FASTMON_HEARTBEAT_INTERVAL_S: '60',
+    FASTMON_MONITOR_RETRY_DELAY_MS: '20',
+    FASTMON_RECONNECT_MAX_MS: '2000',
+    ...(options.broker === false ? {} : brokerEnv()),
+    ...(options.monitor
+      ? { SWF_MONITOR_URL: options.monitor.url, SWF_API_TOKEN: options.monitor.token }
+      : {}),
+    ...options.env,
+  };
+  const { config } = loadConfig({ env, flags: parseArgs(options.args ?? []).config, cwd: process.cwd() });
+  const logs = captureLogs();
+  const stdout: string[] = [];
+  const out = new Writable({
+    write(chunk, _e, cb) {
+      stdout.push(chunk.toString());
+      cb();
+    },
+  });
+  const agent = new Agent({ config, logger: logs.logger, stdout: out, consume: options.consume });
+  await agent.start();
+  return { agent, config, logs, stdout, stop: () => agent.stop('test finished') };
+}
+
+function brokerEnv(): Record<string, string> {
+  const { host, port } = brokerAddress();
+  return { ACTIVEMQ_HOST: host, ACTIVEMQ_PORT: String(port) };
+}

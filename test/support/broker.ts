@@ -1,0 +1,145 @@
+// A plain stompit peer for tests: publishes what the testbed would and records what the agent broadcasts.
+
+import { randomUUID } from 'node:crypto';
+import stompitModule from 'stompit';
+import { inject } from 'vitest';
+
+interface Frame {
+  headers: Record<string, string>;
+  readString(encoding: string, cb: (err: Error | null, body?: string) => void): void;
+}
+interface Client {
+  send(
+    headers: Record<string, string>,
+    options?: { onReceipt?: () => void },
+  ): { write(s: string): void; end(): void };
+  subscribe(
+    headers: Record<string, string>,
+    cb: (err: Error | null, m: Frame) => void,
+  ): { unsubscribe(): void };
+  disconnect(cb?: () => void): void;
+  destroy(): void;
+  on(event: string, cb: (...args: unknown[]) => void): void;
+}
+const stompit = stompitModule as unknown as {
+  connect(o: Record<string, unknown>, cb: (err: Error | null, c: Client) => void): Client;
+};
+
+export interface Received {
+  headers: Record<string, string>;
+  body: Record<string, unknown>;
+}
+
+export function brokerAddress(): { host: string; port: number } {
+  if (!inject('brokerAvailable')) {
+    throw new Error('ActiveMQ is not available on 127.0.0.1:61613: run `sudo bash test/setup/activemq.sh`');
+  }
+  return { host: inject('stompHost'), port: inject('stompPort') };
+}
+
+/** A fresh topic per test, so test files running at once never see each other's messages. */
+export function uniqueTopic(label: string): string {
+  return `/topic/fastmon.test.${label}.${randomUUID().slice(0, 8)}`;
+}
+
+export class TestPeer {
+  private constructor(private readonly client: Client) {}
+
+  static async connect(): Promise<TestPeer> {
+    const { host, port } = brokerAddress();
+    const client = await new Promise<Client>((resolve, reject) => {
+      stompit.connect(
+        {
+          host,
+          port,
+          connectHeaders: {
+            host: '/',
+            login: 'admin',
+            passcode: 'admin',
+            'accept-version': '1.1,1.2',
+            'heart-beat': '0,0',
+          },
+        },
+        (err, c) => (err ? reject(err) : resolve(c)),
+      );
+    });
+    client.on('error', () => {});
+    return new TestPeer(client);
+  }
+
+  /** Sends a JSON body with no headers, as BaseAgent.send_message does; resolves on the broker's receipt. */
+  publish(destination: string, body: unknown, headers: Record<string, string> = {}): Promise<void> {
+    return new Promise((resolve) => {
+      const frame = this.client.send({ destination, ...headers }, { onReceipt: () => resolve() });
+      frame.write(typeof body === 'string' ? body : JSON.stringify(body));
+      frame.end();
+    });
+  }
+
+  /** Records every JSON message on a destination from now on. Resolves once the broker confirmed the SUBSCRIBE. */
+  async collect(destination: string): Promise<Collector> {
+    const collector = new Collector();
+    this.client.subscribe({ destination, ack: 'auto' }, (err, message) => {
+      if (err) return;
+      message.readString('utf-8', (e, text) => {
+        if (e || text === undefined) return;
+        try {
+          collector.push({ headers: message.headers, body: JSON.parse(text) as Record<string, unknown> });
+        } catch {
+          collector.push({ headers: message.headers, body: { unparsed: text } });
+        }
+      });
+    });
+    // A receipt on a throwaway SEND orders after the SUBSCRIBE on this connection.
+    await this.publish('/topic/fastmon.test.sync', '{}');
+    return collector;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.client.destroy();
+        resolve();
+      }, 2000);
+      this.client.disconnect(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
+export class Collector {
+  readonly messages: Received[] = [];
+  private waiters: (() => void)[] = [];
+
+  push(m: Received): void {
+    this.messages.push(m);
+    for (const w of this.waiters) w();
+  }
+
+  bodies(msgType?: string): Record<string, unknown>[] {
+    return this.messages.map((m) => m.body).filter((b) => msgType === undefined || b.msg_type === msgType);
+  }
+
+  /** Waits until `predicate` holds over what was received, or fails after timeoutMs with what arrived. */
+  async waitFor(predicate: (c: Collector) => boolean, timeoutMs = 15_000, what = 'condition'): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate(this)) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(
+          `timed out waiting for ${what}; received ${this.messages.length} messages: ${JSON.stringify(this.bodies().map((b) => b.msg_type))}`,
+        );
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(left, 200));
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      this.waiters = [];
+    }
+  }
+}

@@ -1,0 +1,164 @@
+// STF header readers, chosen by the file's first bytes: the testbed's JSON-text STFs, or opaque files.
+
+import { type FileHandle, open } from 'node:fs/promises';
+import { FastmonError } from '../src/errors.js';
+
+/** What a header tells about an STF. Fields a format does not carry are null. */
+export interface StfHeader {
+  format: string;
+  sizeBytes: number;
+  tfCount: number | null;
+  runId: string | null;
+  state: string | null;
+  substate: string | null;
+  sequence: number | null;
+  start: string | null;
+  end: string | null;
+}
+
+export interface StfReader {
+  format: string;
+  /** True when the first bytes of a file say it is this reader's format. */
+  sniff(head: Buffer): boolean;
+  read(file: FileHandle, sizeBytes: number, head: Buffer, path: string): Promise<StfHeader>;
+}
+
+/** Bytes read to recognise a format; also the whole header of small testbed STFs. */
+const HEAD_BYTES = 64 * 1024;
+/** A JSON-text STF is metadata only (~200 bytes in the testbed); more is not a header. */
+const MAX_JSON_STF_BYTES = 1024 * 1024;
+
+/**
+ * The testbed writes the STF metadata dict as the file body (daqsim) or the stf_gen message
+ * (prompt processing); neither carries tf_count, so it usually comes from the default.
+ */
+export const jsonStfReader: StfReader = {
+  format: 'json',
+  sniff: (head) => firstNonSpace(head) === 0x7b, // '{'
+  async read(file, sizeBytes, head, path) {
+    if (sizeBytes > MAX_JSON_STF_BYTES) {
+      throw new FastmonError(
+        'STF_HEADER_TOO_LARGE',
+        `${path}: JSON STF of ${sizeBytes} bytes exceeds the ${MAX_JSON_STF_BYTES}-byte header limit`,
+        { path, sizeBytes },
+      );
+    }
+    const bytes =
+      sizeBytes <= head.length ? head.subarray(0, sizeBytes) : await readExactly(file, sizeBytes, path);
+    let doc: unknown;
+    try {
+      doc = JSON.parse(bytes.toString('utf8'));
+    } catch (err) {
+      throw new FastmonError(
+        'STF_HEADER_CORRUPT',
+        `${path}: JSON STF header does not parse: ${(err as Error).message}`,
+        {
+          path,
+        },
+      );
+    }
+    if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
+      throw new FastmonError('STF_HEADER_CORRUPT', `${path}: JSON STF header is not an object`, { path });
+    }
+    const m = doc as Record<string, unknown>;
+    const tfCount =
+      typeof m.tf_count === 'number' && Number.isInteger(m.tf_count) && m.tf_count > 0 ? m.tf_count : null;
+    return {
+      format: 'json',
+      sizeBytes,
+      tfCount,
+      runId: typeof m.run_id === 'string' || typeof m.run_id === 'number' ? String(m.run_id) : null,
+      state: str(m.state),
+      substate: str(m.substate),
+      sequence: typeof m.sequence === 'number' ? m.sequence : null,
+      start: str(m.start),
+      end: str(m.end),
+    };
+  },
+};
+
+/** Anything unrecognised: the real ePIC STF format is still open, so only its size is known. */
+const opaqueReader: StfReader = {
+  format: 'opaque',
+  sniff: () => true,
+  async read(_file, sizeBytes) {
+    return {
+      format: 'opaque',
+      sizeBytes,
+      tfCount: null,
+      runId: null,
+      state: null,
+      substate: null,
+      sequence: null,
+      start: null,
+      end: null,
+    };
+  },
+};
+
+const readers: StfReader[] = [jsonStfReader];
+
+/** Adds a format ahead of the built-in ones (the binary STF format plugs in here). */
+export function registerReader(reader: StfReader): void {
+  readers.unshift(reader);
+}
+
+/** Reads an STF's header without reading more of the file than the format needs. */
+export async function readStfHeader(path: string): Promise<StfHeader> {
+  let file: FileHandle;
+  try {
+    file = await open(path, 'r');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new FastmonError(
+      code === 'ENOENT' ? 'STF_NOT_FOUND' : 'STF_UNREADABLE',
+      `${path}: cannot open: ${(err as Error).message}`,
+      { path, errno: code },
+    );
+  }
+  try {
+    const { size } = await file.stat();
+    if (size === 0) throw new FastmonError('STF_EMPTY', `${path}: STF file is empty (0 bytes)`, { path });
+    const head = Buffer.alloc(Math.min(size, HEAD_BYTES));
+    const { bytesRead } = await file.read(head, 0, head.length, 0);
+    const first = head.subarray(0, bytesRead);
+    const reader = readers.find((r) => r.sniff(first)) ?? opaqueReader;
+    return await reader.read(file, size, first, path);
+  } catch (err) {
+    if (err instanceof FastmonError) throw err;
+    throw new FastmonError('STF_UNREADABLE', `${path}: read failed: ${(err as Error).message}`, { path });
+  } finally {
+    await file.close();
+  }
+}
+
+async function readExactly(file: FileHandle, length: number, path: string): Promise<Buffer> {
+  const buffer = Buffer.alloc(length);
+  let offset = 0;
+  while (offset < length) {
+    const { bytesRead } = await file.read(buffer, offset, length - offset, offset);
+    if (bytesRead === 0) {
+      throw new FastmonError(
+        'STF_HEADER_CORRUPT',
+        `${path}: file shrank while being read (${offset} of ${length} bytes)`,
+        {
+          path,
+          offset,
+        },
+      );
+    }
+    offset += bytesRead;
+  }
+  return buffer;
+}
+
+function firstNonSpace(head: Buffer): number | undefined {
+  for (const byte of head) {
+    if (byte !== 0x20 && byte !== 0x0a && byte !== 0x0d && byte !== 0x09) return byte;
+  }
+  return undefined;
+}
+
+function str(v: unknown): string | null {
+  return typeof v === 'string' && v !== '' ? v : null;
+}
