@@ -2,6 +2,7 @@
 
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import stompitModule from 'stompit';
 import { FastmonError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
@@ -253,7 +254,8 @@ export class StompConnection extends EventEmitter {
     };
     if (o.useSsl) {
       connectOptions.ssl = true;
-      connectOptions.servername = o.host;
+      // SNI takes host names only (RFC 6066); an IP address is checked against the certificate's IP SANs.
+      if (!isIP(o.host)) connectOptions.servername = o.host;
       if (this.ca) connectOptions.ca = [this.ca];
       // No plaintext fallback and no unverified TLS: a broker we cannot verify is an error.
       connectOptions.rejectUnauthorized = true;

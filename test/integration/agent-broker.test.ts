@@ -284,6 +284,56 @@ describe('the agent against ActiveMQ and an swf-monitor double', () => {
   });
 });
 
+describe('operations', () => {
+  it('serves /healthz and Prometheus /metrics with the counts of what it did', async () => {
+    const a = await agent();
+    const base = `http://127.0.0.1:${a.agent.httpPort}`;
+    const health = await fetch(`${base}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toMatchObject({
+      ok: true,
+      broker: 'connected',
+      registrar: 'monitor',
+      agent: a.agent.agentName,
+    });
+    await peer.publish(topic, stfReady(1));
+    await peer.publish(topic, stfReady(2, { state: 'run', substate: 'standby' }));
+    await seen.waitFor((c) => registered(c).length === 7, 15_000, '7 notifications');
+    await waitUntil(() => a.agent.totals.stfsSampled === 1, 'the counts to settle');
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/^fastmon_stfs_total\{outcome="sampled"\} 1$/m);
+    expect(metrics).toMatch(/^fastmon_stfs_total\{outcome="skipped"\} 1$/m);
+    expect(metrics).toMatch(/^fastmon_tfs_registered_total\{created="true"\} 7$/m);
+    expect(metrics).toMatch(/^fastmon_messages_total\{msg_type="stf_ready"\} 2$/m);
+    expect(metrics).toMatch(/^fastmon_broker_connected 1$/m);
+    expect(metrics).toMatch(
+      /^fastmon_monitor_request_seconds_count\{method="POST",endpoint="\/fastmon-files\/",status="201"\} 7$/m,
+    );
+    expect(metrics).toMatch(/^fastmon_stfs_in_flight 0$/m);
+  });
+
+  it('finishes in-flight STFs before it stops, and reports EXITED after them', async () => {
+    const a = await agent();
+    double.delay(300); // every monitor answer takes 300 ms
+    await peer.publish(topic, stfReady(1));
+    await waitUntil(() => a.agent.busy > 0, 'the STF to be in flight');
+    await a.stop();
+    running = [];
+    double.clearFaults();
+    expect(double.fastmonFiles).toHaveLength(7);
+    await seen.waitFor(
+      (c) => registered(c).length === 7,
+      5000,
+      'all 7 notifications, sent before the stop completed',
+    );
+    const beats = double.heartbeats.map((h) => h.body.operational_state);
+    expect(beats.at(-1)).toBe('EXITED');
+    expect(a.logs.find((r) => r.msg === 'stopping: no new messages, draining in-flight work')?.inFlight).toBe(
+      1,
+    );
+  });
+});
+
 async function waitUntil(predicate: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!predicate()) {

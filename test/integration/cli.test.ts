@@ -199,6 +199,41 @@ describe('swf-fastmon agent configured only through the testbed environment', ()
   });
 });
 
+describe('supervisord stop signal', () => {
+  it('exits 0 on SIGQUIT after the EXITED heartbeat', async () => {
+    const double = await startMonitorDouble();
+    const { host, port } = brokerAddress();
+    const env = {
+      PATH: process.env.PATH ?? '',
+      ACTIVEMQ_HOST: host,
+      ACTIVEMQ_PORT: String(port),
+      SWF_MONITOR_URL: double.url,
+      SWF_API_TOKEN: double.token,
+      FASTMON_SUBSCRIPTION: `/topic/fastmon.test.quit.${randomUUID().slice(0, 8)}`,
+      FASTMON_HTTP_PORT: '-1',
+    };
+    const proc = spawn(process.execPath, [CLI, 'agent'], { cwd: ROOT, env });
+    let stderr = '';
+    proc.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
+    try {
+      await waitUntil(
+        () => double.heartbeats.length > 0,
+        () => stderr,
+      );
+      proc.kill('SIGQUIT');
+      expect(await exited).toBe(0);
+      expect(double.heartbeats.at(-1)?.body).toMatchObject({ status: 'EXITED' });
+      expect(stderr).toContain('received SIGQUIT');
+    } finally {
+      proc.kill('SIGKILL');
+      await double.close();
+    }
+  });
+});
+
 describe('the README', () => {
   it('carries the configuration table generated from the key table', () => {
     const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');

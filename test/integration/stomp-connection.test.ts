@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server, Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import { StompConnection } from '../../src/messaging/stomp.js';
 import { brokerAddress, TestPeer, uniqueTopic } from '../support/broker.js';
 import { captureLogs } from '../support/logs.js';
@@ -12,7 +12,7 @@ import { captureLogs } from '../support/logs.js';
  */
 class BrokerProxy {
   private readonly sockets = new Set<Socket>();
-  private silent = false;
+  private silent: 'both' | 'from-broker' | false = false;
   private constructor(private readonly server: Server) {}
 
   static async start(): Promise<BrokerProxy> {
@@ -23,7 +23,7 @@ class BrokerProxy {
       upstream.connect(port, host);
       proxy?.sockets.add(client).add(upstream);
       client.on('data', (d) => {
-        if (!proxy?.silent) upstream.write(d);
+        if (proxy?.silent !== 'both') upstream.write(d);
       });
       upstream.on('data', (d) => {
         if (!proxy?.silent) client.write(d);
@@ -50,9 +50,12 @@ class BrokerProxy {
     this.sockets.clear();
   }
 
-  /** Stops forwarding bytes either way while keeping the sockets open, like a hung broker. */
-  silence(on: boolean): void {
-    this.silent = on;
+  /**
+   * Stops forwarding bytes while keeping the sockets open: 'from-broker' is a hung broker that
+   * still reads (so it keeps the connection), 'both' a dead path.
+   */
+  silence(mode: 'both' | 'from-broker' | false): void {
+    this.silent = mode;
   }
 
   close(): Promise<void> {
@@ -132,7 +135,7 @@ describe('the STOMP connection', () => {
 
   it('keeps retrying with backoff while the broker is unreachable', async () => {
     const { proxy, connection, topic, received, peer } = await setup();
-    proxy.silence(true);
+    proxy.silence('both');
     proxy.cut();
     // While silenced, new connections get no CONNECTED frame and time out; attempts keep coming.
     await new Promise((r) => setTimeout(r, 1500));
@@ -145,7 +148,7 @@ describe('the STOMP connection', () => {
   it('detects a silent broker through missed heart-beats and reconnects', async () => {
     const { proxy, connection, topic, received, peer, logs } = await setup(1000);
     await deliverOne(peer, topic, received, 'before');
-    proxy.silence(true);
+    proxy.silence('from-broker');
     await until(() => !connection.connected, 'heart-beat loss to be detected', 10_000);
     expect(logs.text()).toMatch(/connection timed out/);
     proxy.silence(false);
@@ -179,5 +182,47 @@ describe('the STOMP connection', () => {
     quick.start();
     await expect(quick.publish(topic, '{}')).rejects.toThrow(/cannot publish to .*: no STOMP connection/);
     await quick.close();
+  });
+
+  it('connects over TLS verified by the CA bundle, and refuses a broker it cannot verify without falling back', async () => {
+    const tlsPort = inject('stompTlsPort');
+    const ca = inject('stompTlsCa');
+    expect(
+      tlsPort,
+      'the STOMP+TLS connector on 127.0.0.1:61614 (test/setup/activemq.sh sets it up)',
+    ).toBeGreaterThan(0);
+    const tls = (caFile: string, logs = captureLogs()) =>
+      new StompConnection({
+        host: '127.0.0.1',
+        port: tlsPort,
+        user: 'admin',
+        password: 'admin',
+        useSsl: true,
+        caFile,
+        heartbeatMs: 0,
+        clientId: `fastmon-tls-${Math.random().toString(36).slice(2)}`,
+        reconnectInitialMs: 100,
+        reconnectMaxMs: 200,
+        connectTimeoutMs: 1000,
+        logger: logs.logger,
+      });
+    const verified = tls(ca);
+    verified.start();
+    cleanups.push(() => verified.close());
+    await verified.waitConnected(10_000);
+    const peer = await TestPeer.connect();
+    cleanups.push(() => peer.close());
+    const topic = uniqueTopic('tls');
+    const seen = await peer.collect(topic);
+    await verified.publish(topic, '{"msg_type":"over_tls"}');
+    await seen.waitFor((c) => c.messages.length === 1, 5000, 'the message sent over TLS');
+
+    const logs = captureLogs();
+    // No CA bundle: the system CAs do not know the test CA, so the broker must be refused.
+    const unverified = tls('', logs);
+    unverified.start();
+    cleanups.push(() => unverified.close());
+    await until(() => /self-signed certificate/i.test(logs.text()), 'the certificate to be refused');
+    expect(unverified.connected).toBe(false);
   });
 });
