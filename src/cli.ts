@@ -83,7 +83,13 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     const usage =
       err instanceof FastmonError && (err.code === 'CONFIG_INVALID' || err.code === 'CONFIG_FILE_UNREADABLE');
-    const text = err instanceof Error ? (usage ? err.message : (err.stack ?? err.message)) : String(err);
+    // Our own errors say what is wrong; a stack trace is for the unexpected.
+    const text =
+      err instanceof FastmonError
+        ? `${err.code}: ${err.message}`
+        : err instanceof Error
+          ? (err.stack ?? err.message)
+          : String(err);
     process.stderr.write(`swf-fastmon: ${redactText(text)}\n`);
     process.exitCode = usage ? 2 : 1;
   },

@@ -1,6 +1,7 @@
 // The agent: composes configuration, messaging, run state, the scheduler, sinks, heartbeats and ops.
 
 import type { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config/load.js';
 import { FastmonError, isFastmonError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
@@ -9,6 +10,7 @@ import {
   fastmonStatus,
   type Incoming,
   OWN_TYPES,
+  type RunCounts,
   type RunLifecycle,
 } from '../messaging/codec.js';
 import { type InboundMessage, StompConnection } from '../messaging/stomp.js';
@@ -16,7 +18,7 @@ import { MonitorClient } from '../monitor/client.js';
 import { MonitorHttp } from '../monitor/http.js';
 import { type OpsServer, startOpsServer } from '../ops/http.js';
 import { createMetrics, type Metrics } from '../ops/metrics.js';
-import { RunStates } from '../run/run-states.js';
+import { emptyCounts, RunStates } from '../run/run-states.js';
 import { createInlineExecutor, createPool, type StfExecutor } from '../scheduler/pool.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import { type Broadcaster, StompBroadcaster, StreamBroadcaster } from '../sinks/broadcast.js';
@@ -67,12 +69,15 @@ export class Agent {
     return this.ops?.port ?? null;
   }
 
-  get totals() {
-    return this.requireScheduler().totals;
+  get totals(): RunCounts {
+    return this.scheduler?.totals ?? emptyCounts();
   }
 
-  /** Sets everything up; in message mode also connects and subscribes. */
-  async start(): Promise<void> {
+  /**
+   * Sets everything up; in message mode also connects and subscribes. `signal` aborts a start
+   * still waiting for swf-monitor (a stop signal during start-up).
+   */
+  async start(signal?: AbortSignal): Promise<void> {
     const { config, logger } = this;
     if (config.agent.httpPort >= 0) {
       try {
@@ -101,7 +106,7 @@ export class Agent {
           this.metrics.monitorRequests.observe({ method, endpoint, status }, seconds),
       });
       this.monitor = new MonitorClient(http);
-      this.name = `fastmon-agent-${osUser()}-${await this.monitor.nextAgentId()}`;
+      this.name = `fastmon-agent-${osUser()}-${await this.agentId(this.monitor, signal)}`;
       this.registrar = new MonitorRegistrar(this.monitor, logger);
     } else {
       this.name = `fastmon-agent-${osUser()}-local-${process.pid}`;
@@ -359,6 +364,29 @@ export class Agent {
       log.error({ code: 'PUBLISH_FAILED' }, `fastmon_status not broadcast: ${messageOf(err)}`);
     }
     log.info({ counts: c }, 'run ended; fastmon_status published');
+  }
+
+  /**
+   * The agent id from swf-monitor. Like BaseAgent, keep asking while the monitor is down (5 s by
+   * default, doubling up to 60 s), since an agent without a name cannot report; unlike it, a stop
+   * signal ends the wait.
+   */
+  private async agentId(monitor: MonitorClient, signal?: AbortSignal): Promise<number> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await monitor.nextAgentId(signal);
+      } catch (err) {
+        if (signal?.aborted)
+          throw new FastmonError('SHUTDOWN', 'stopped while waiting for an agent id from swf-monitor');
+        if (isFastmonError(err, 'MONITOR_REJECTED') || isFastmonError(err, 'MONITOR_REDIRECT')) throw err;
+        const waitMs = Math.min(60_000, 10 * this.config.monitor.retryDelayMs * 2 ** attempt);
+        this.logger.error(
+          { code: isFastmonError(err) ? err.code : 'MONITOR_UNAVAILABLE', retryInMs: waitMs },
+          `cannot get an agent id from swf-monitor: ${messageOf(err)}`,
+        );
+        await sleep(waitMs, undefined, { signal }).catch(() => {});
+      }
+    }
   }
 
   private operationalState(): OperationalState {

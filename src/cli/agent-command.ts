@@ -5,7 +5,7 @@ import { replayFile } from '../agent/replay.js';
 import { formatSummary } from '../agent/summary.js';
 import { type ExtraFlag, parseArgs } from '../config/args.js';
 import { type Config, loadConfig, printableConfig } from '../config/load.js';
-import { FastmonError } from '../errors.js';
+import { FastmonError, isFastmonError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
 import { configHelp } from './help.js';
 
@@ -81,22 +81,28 @@ async function runConsumer(config: Config): Promise<number> {
   const logger = createLogger({ level: config.agent.logLevel });
   const agent = new Agent({ config, logger });
   const started = Date.now();
+  const startup = new AbortController();
+  let received: string | null = null;
   const stopped = new Promise<string>((resolve) => {
     // SIGQUIT is supervisord's stopsignal for testbed agents.
     for (const signal of ['SIGINT', 'SIGTERM', 'SIGQUIT'] as const) {
       process.on(signal, () => {
-        if (stopping) {
+        if (received) {
           logger.warn({ signal }, 'second signal: exiting now');
           process.exit(1);
         }
+        received = signal;
+        startup.abort();
         resolve(signal);
       });
     }
   });
-  let stopping = false;
-  await agent.start();
+  try {
+    await agent.start(startup.signal);
+  } catch (err) {
+    if (!isFastmonError(err, 'SHUTDOWN')) throw err;
+  }
   const signal = await stopped;
-  stopping = true;
   await agent.stop(`received ${signal}`);
   process.stdout.write(formatSummary(agent.agentName, Date.now() - started, agent.totals, agent.runs.all()));
   return 0;

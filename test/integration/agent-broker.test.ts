@@ -312,6 +312,18 @@ describe('operations', () => {
     expect(metrics).toMatch(/^fastmon_stfs_in_flight 0$/m);
   });
 
+  it('waits for swf-monitor at start-up: keeps asking for an agent id until it answers', async () => {
+    double.fail({ path: '/state/next-agent-id/', status: 503, times: 6 });
+    const a = await agent({ FASTMON_MONITOR_RETRIES: '1' });
+    expect(a.agent.agentName).toMatch(/^fastmon-agent-.+-1$/);
+    expect(
+      a.logs.records().filter((r) => String(r.msg).startsWith('cannot get an agent id from swf-monitor')),
+    ).toHaveLength(3);
+    expect(double.requests.filter((r) => r.path.includes('next-agent-id')).map((r) => r.status)).toEqual([
+      503, 503, 503, 503, 503, 503, 200,
+    ]);
+  });
+
   it('finishes in-flight STFs before it stops, and reports EXITED after them', async () => {
     const a = await agent();
     double.delay(300); // every monitor answer takes 300 ms

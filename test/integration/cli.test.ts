@@ -234,6 +234,41 @@ describe('supervisord stop signal', () => {
   });
 });
 
+describe('start-up without swf-monitor', () => {
+  it('keeps asking for an agent id while the monitor is down, and still stops cleanly on SIGTERM', async () => {
+    const double = await startMonitorDouble();
+    double.fail({ path: '/state/next-agent-id/', status: 503 });
+    const env = {
+      PATH: process.env.PATH ?? '',
+      ACTIVEMQ_HOST: brokerAddress().host,
+      ACTIVEMQ_PORT: String(brokerAddress().port),
+      SWF_MONITOR_URL: double.url,
+      SWF_API_TOKEN: double.token,
+      FASTMON_MONITOR_RETRIES: '0',
+      FASTMON_MONITOR_RETRY_DELAY_MS: '20',
+      FASTMON_HTTP_PORT: '-1',
+    };
+    const proc = spawn(process.execPath, [CLI, 'agent'], { cwd: ROOT, env });
+    let stderr = '';
+    proc.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
+    try {
+      await waitUntil(
+        () => (stderr.match(/cannot get an agent id from swf-monitor/g) ?? []).length >= 2,
+        () => stderr,
+      );
+      expect(stderr).toMatch(/HTTP 503/);
+      proc.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      proc.kill('SIGKILL');
+      await double.close();
+    }
+  });
+});
+
 describe('the README', () => {
   it('carries the configuration table generated from the key table', () => {
     const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
