@@ -2,22 +2,16 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
+import type { Config } from '../config/load.js';
 import { FastmonError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { redactText } from '../log/redact.js';
 
-export interface MonitorHttpOptions {
-  /** Base URL including the deployment sub-path, e.g. https://host/swf-monitor. */
-  url: string;
-  token: string;
-  timeoutMs: number;
-  connections: number;
-  retries: number;
-  retryDelayMs: number;
+export type MonitorHttpOptions = Omit<Config['monitor'], 'heartbeatIntervalS'> & {
   logger: Logger;
   /** Called after every attempt, for metrics. */
   observe?: (method: string, endpoint: string, outcome: string, seconds: number) => void;
-}
+};
 
 export interface RequestOptions {
   body?: unknown;

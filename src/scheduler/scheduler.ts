@@ -292,17 +292,11 @@ export class Scheduler {
       return 'unregistered';
     }
     const body = tfFileRegistered({
+      ...record,
       processedBy: this.deps.processedBy(),
       runId: stf.runId,
       executionId: stf.executionId,
-      stfFilename: record.stfFilename,
       tfFileId,
-      tfFilename: sample.tfFilename,
-      tfFirst: sample.tfFirst,
-      tfLast: sample.tfLast,
-      tfCount: sample.tfCount,
-      fileSizeBytes: sample.fileSizeBytes,
-      checksum: null,
       status: 'registered',
     });
     try {

@@ -17,23 +17,33 @@ interface Run {
   stderr: string;
 }
 
-/** Runs the built CLI with exactly the given environment (plus PATH), as supervisord would. */
-function run(args: string[], env: Record<string, string> = {}, cwd = ROOT): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd,
-      env: { PATH: process.env.PATH ?? '', ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+interface Started {
+  proc: ChildProcess;
+  out: { stdout: string; stderr: string };
+  exited: Promise<number | null>;
+}
+
+/** Starts the built CLI with exactly the given environment (plus PATH), as supervisord would. */
+function start(args: string[], env: Record<string, string> = {}, cwd = ROOT): Started {
+  const proc = spawn(process.execPath, [CLI, ...args], {
+    cwd,
+    env: { PATH: process.env.PATH ?? '', ...env },
   });
+  const out = { stdout: '', stderr: '' };
+  proc.stdout?.on('data', (d) => {
+    out.stdout += d;
+  });
+  proc.stderr?.on('data', (d) => {
+    out.stderr += d;
+  });
+  const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
+  return { proc, out, exited };
+}
+
+async function run(args: string[], env: Record<string, string> = {}, cwd = ROOT): Promise<Run> {
+  const started = start(args, env, cwd);
+  const code = await started.exited;
+  return { code, ...started.out };
 }
 
 describe('swf-fastmon command line', () => {
@@ -135,23 +145,12 @@ describe('swf-fastmon agent configured only through the testbed environment', ()
       SWF_LOG_LEVEL: 'INFO',
       FASTMON_HTTP_PORT: '0',
     };
-    const proc = spawn(process.execPath, [CLI, 'agent'], {
-      cwd: dir,
-      env: { PATH: process.env.PATH ?? '', ...env },
-    });
-    child = proc;
-    let stderr = '';
-    let stdout = '';
-    proc.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    proc.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
+    const started = start(['agent'], env, dir);
+    child = started.proc;
+    const { out, exited } = started;
     await waitUntil(
-      () => stderr.includes('"msg":"subscribed"') && double.heartbeats.length > 0,
-      () => stderr,
+      () => out.stderr.includes('"msg":"subscribed"') && double.heartbeats.length > 0,
+      () => out.stderr,
     );
 
     const stfReady = {
@@ -179,13 +178,13 @@ describe('swf-fastmon agent configured only through the testbed environment', ()
 
     await peer.publish('/topic/epictopic', stfReady);
     await waitUntil(
-      () => (stderr.match(/already handled/g) ?? []).length >= 1,
-      () => stderr,
+      () => (out.stderr.match(/already handled/g) ?? []).length >= 1,
+      () => out.stderr,
     );
     expect(double.fastmonFiles).toHaveLength(7);
     expect(tfNotes()).toHaveLength(7);
 
-    proc.kill('SIGTERM');
+    started.proc.kill('SIGTERM');
     expect(await exited).toBe(0);
     child = null;
     expect(double.heartbeats.at(-1)?.body).toMatchObject({
@@ -193,8 +192,8 @@ describe('swf-fastmon agent configured only through the testbed environment', ()
       agent_type: 'fastmon',
       namespace,
     });
-    expect(stdout).toMatch(/run 102000 \(imminent\): \d+ STFs received, 1 sampled/);
-    expect(stderr).not.toContain(double.token);
+    expect(out.stdout).toMatch(/run 102000 \(imminent\): \d+ STFs received, 1 sampled/);
+    expect(out.stderr).not.toContain(double.token);
     await peer.close();
   });
 });
@@ -204,7 +203,6 @@ describe('supervisord stop signal', () => {
     const double = await startMonitorDouble();
     const { host, port } = brokerAddress();
     const env = {
-      PATH: process.env.PATH ?? '',
       ACTIVEMQ_HOST: host,
       ACTIVEMQ_PORT: String(port),
       SWF_MONITOR_URL: double.url,
@@ -212,21 +210,16 @@ describe('supervisord stop signal', () => {
       FASTMON_SUBSCRIPTION: `/topic/fastmon.test.quit.${randomUUID().slice(0, 8)}`,
       FASTMON_HTTP_PORT: '-1',
     };
-    const proc = spawn(process.execPath, [CLI, 'agent'], { cwd: ROOT, env });
-    let stderr = '';
-    proc.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
+    const { proc, out, exited } = start(['agent'], env);
     try {
       await waitUntil(
         () => double.heartbeats.length > 0,
-        () => stderr,
+        () => out.stderr,
       );
       proc.kill('SIGQUIT');
       expect(await exited).toBe(0);
       expect(double.heartbeats.at(-1)?.body).toMatchObject({ status: 'EXITED' });
-      expect(stderr).toContain('received SIGQUIT');
+      expect(out.stderr).toContain('received SIGQUIT');
     } finally {
       proc.kill('SIGKILL');
       await double.close();
@@ -239,7 +232,6 @@ describe('start-up without swf-monitor', () => {
     const double = await startMonitorDouble();
     double.fail({ path: '/state/next-agent-id/', status: 503 });
     const env = {
-      PATH: process.env.PATH ?? '',
       ACTIVEMQ_HOST: brokerAddress().host,
       ACTIVEMQ_PORT: String(brokerAddress().port),
       SWF_MONITOR_URL: double.url,
@@ -248,18 +240,13 @@ describe('start-up without swf-monitor', () => {
       FASTMON_MONITOR_RETRY_DELAY_MS: '20',
       FASTMON_HTTP_PORT: '-1',
     };
-    const proc = spawn(process.execPath, [CLI, 'agent'], { cwd: ROOT, env });
-    let stderr = '';
-    proc.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
+    const { proc, out, exited } = start(['agent'], env);
     try {
       await waitUntil(
-        () => (stderr.match(/cannot get an agent id from swf-monitor/g) ?? []).length >= 2,
-        () => stderr,
+        () => (out.stderr.match(/cannot get an agent id from swf-monitor/g) ?? []).length >= 2,
+        () => out.stderr,
       );
-      expect(stderr).toMatch(/HTTP 503/);
+      expect(out.stderr).toMatch(/HTTP 503/);
       proc.kill('SIGTERM');
       expect(await exited).toBe(0);
     } finally {
