@@ -1,7 +1,7 @@
 // `npm run bench`: micro-benchmarks and an end-to-end replay, each beside a baseline from the same run.
 
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -11,7 +11,10 @@ import { loadConfig } from '../src/config/load.js';
 import { silentLogger } from '../src/log/logger.js';
 import { decodeMessage } from '../src/messaging/codec.js';
 import { sampleStf } from '../workers/sampler.js';
-import { readStfHeader } from '../workers/stf-reader.js';
+import type { TfEntry } from '../workers/stf-format.js';
+import { readStf, readStfHeader } from '../workers/stf-reader.js';
+import runStfTask from '../workers/stf-task.js';
+import { writeStf } from '../workers/stf-writer.js';
 
 const quick = process.argv.includes('--quick');
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -34,6 +37,10 @@ async function micro(): Promise<Row[]> {
     '\n',
   )[3] as string;
   const settings = { tfFilesPerStf: 7, tfSizeFraction: 0.15, tfSequenceStart: 1 };
+  const binary = path.join(dir, 'swf.101993.000002.stf');
+  await writeStf(binary, stfDescription(1000, 1000), (_tf, _o, into) => {
+    into.fill(7);
+  });
   const bench = new Bench({ time: quick ? 300 : 1500 });
   bench
     .add('JSON.parse of stf_ready (baseline)', () => {
@@ -57,6 +64,14 @@ async function micro(): Promise<Row[]> {
     })
     .add('STF header read', async () => {
       await readStfHeader(stf);
+    })
+    .add('read of the first 64 KiB of a binary STF (baseline)', async () => {
+      const handle = await open(binary, 'r');
+      await handle.read(Buffer.alloc(64 * 1024), 0, 64 * 1024, 0);
+      await handle.close();
+    })
+    .add('binary STF header + 1000-TF index read', async () => {
+      await readStfHeader(binary);
     });
   await bench.run();
   const hz = (name: string) =>
@@ -71,6 +86,91 @@ async function micro(): Promise<Row[]> {
     row('decode + validate stf_ready', 'JSON.parse of stf_ready (baseline)'),
     row('sample 7 ranges of a 1000-TF STF', 'JSON.parse of stf_ready (baseline)'),
     row('STF header read', 'readFile of the STF (baseline)'),
+    row('binary STF header + 1000-TF index read', 'read of the first 64 KiB of a binary STF (baseline)'),
+  ];
+}
+
+function stfDescription(tfs: number, tfBytes: number) {
+  return {
+    runNumber: 101993n,
+    stfSequence: 1n,
+    state: 'run',
+    substate: 'physics',
+    startNs: 0n,
+    endNs: 0n,
+    tfLengths: Array.from({ length: tfs }, () => tfBytes),
+  };
+}
+
+/**
+ * Extraction MB/s (sampled bytes read, verified, written and checksummed) beside a plain read of
+ * the same byte ranges in 1 MiB chunks, both from the page cache.
+ */
+async function extraction(): Promise<Row[]> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-bench-extract-'));
+  const stf = path.join(dir, 'swf.101993.000001.stf');
+  const tfBytes = quick ? 50_000 : 200_000;
+  let seed = 1;
+  await writeStf(stf, stfDescription(1000, tfBytes), (_tf, _o, into) => {
+    for (let i = 0; i < into.length; i += 4) {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      into.writeInt32LE(seed | 0, i);
+    }
+  });
+  const task = {
+    seed: 's',
+    runId: '101993',
+    stfFilename: path.basename(stf),
+    fileUrl: null,
+    filename: path.basename(stf),
+    messageSizeBytes: null,
+    messageTfCount: null,
+    messageChecksum: null,
+    dataRoots: [dir],
+    tfCountDefault: 1000,
+    settings: { tfFilesPerStf: 7, tfSizeFraction: 0.15, tfSequenceStart: 1 },
+    outputDir: path.join(dir, 'out'),
+    stfChecksum: false,
+  };
+  const rounds = quick ? 3 : 10;
+  const first = await runStfTask(task);
+  if (!first.ok) throw new Error(first.error.message);
+  const index = (await readStf(stf)).tfIndex ?? [];
+  const spans = first.samples.map((s) => {
+    const a = index[s.tfFirst] as TfEntry;
+    const b = index[s.tfLast] as TfEntry;
+    return [a.offset, b.offset + b.length] as const;
+  });
+  const sampled = first.samples.reduce((sum, s) => sum + s.tfCount * tfBytes, 0);
+  let started = performance.now();
+  for (let r = 0; r < rounds; r++) await runStfTask(task);
+  const extractMBs = (sampled * rounds) / 1e6 / ((performance.now() - started) / 1000);
+  const chunk = Buffer.alloc(1 << 20);
+  started = performance.now();
+  for (let r = 0; r < rounds; r++) {
+    const handle = await open(stf, 'r');
+    for (const [begin, end] of spans) {
+      for (let at = begin; at < end; at += chunk.length)
+        await handle.read(chunk, 0, Math.min(chunk.length, end - at), at);
+    }
+    await handle.close();
+  }
+  const readMBs = (sampled * rounds) / 1e6 / ((performance.now() - started) / 1000);
+  return [
+    {
+      name: `plain read of the sampled ranges, MB/s (${(sampled / 1e6).toFixed(0)} MB/STF)`,
+      opsPerSec: readMBs,
+      baseline: '-',
+      ratio: 1,
+    },
+    {
+      name: 'TF extraction to sample files, MB/s',
+      opsPerSec: extractMBs,
+      baseline: 'plain read',
+      ratio: extractMBs / readMBs,
+    },
   ];
 }
 
@@ -111,6 +211,7 @@ async function endToEnd(stfs: number, inline: boolean, workers: number): Promise
 
 async function main(): Promise<void> {
   const rows = await micro();
+  rows.push(...(await extraction()));
   const stfs = quick ? 500 : 3000;
   const inline = await endToEnd(stfs, true, 1);
   const pool1 = await endToEnd(stfs, false, 1);

@@ -42,6 +42,9 @@ function task(overrides: Partial<StfTask>): StfTask {
     dataRoots: [root],
     tfCountDefault: 1000,
     settings: { tfFilesPerStf: 7, tfSizeFraction: 0.15, tfSequenceStart: 1 },
+    messageChecksum: null,
+    outputDir: null,
+    stfChecksum: false,
     ...overrides,
   };
 }
@@ -116,7 +119,7 @@ describe('STF task in the worker', () => {
     });
   });
 
-  it('gives typed errors for empty and corrupt STFs, and reads unknown formats for their size only', async () => {
+  it('gives typed errors for empty, corrupt and unknown-format STFs', async () => {
     expect(await runStfTask(task({ filename: 'empty.stf' }))).toMatchObject({
       ok: false,
       error: { code: 'STF_EMPTY' },
@@ -125,9 +128,8 @@ describe('STF task in the worker', () => {
     expect(corrupt).toMatchObject({ ok: false, error: { code: 'STF_HEADER_CORRUPT' } });
     if (!corrupt.ok) expect(corrupt.error.message).toContain('corrupt.stf');
     expect(await runStfTask(task({ filename: 'binary.stf' }))).toMatchObject({
-      ok: true,
-      header: { format: 'opaque', sizeBytes: 8 },
-      tfCountSource: 'default',
+      ok: false,
+      error: { code: 'STF_BAD_MAGIC' },
     });
   });
 });

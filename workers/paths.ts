@@ -55,7 +55,7 @@ export async function locateStf(
     location: null,
     notFound: {
       code: 'STF_NOT_FOUND',
-      message: `STF not found under the data roots (looked at ${candidates.join(', ')})`,
+      message: `STF not found under the data roots (looked at ${candidates.join(', ')}); sampling from message metadata`,
       details: { candidates },
     },
   };

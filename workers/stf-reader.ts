@@ -1,7 +1,15 @@
-// STF header readers, chosen by the file's first bytes: the testbed's JSON-text STFs, or opaque files.
+// STF header readers, chosen by the file's first bytes: the binary EPICSTF format and the testbed's JSON text.
 
 import { type FileHandle, open } from 'node:fs/promises';
 import { FastmonError } from '../src/errors.js';
+import {
+  type BinaryHeader,
+  decodeHeader,
+  decodeIndex,
+  hasMagic,
+  INDEX_ENTRY_LENGTH,
+  type TfEntry,
+} from './stf-format.js';
 
 /** What a header tells about an STF. Fields a format does not carry are null. */
 export interface StfHeader {
@@ -16,11 +24,18 @@ export interface StfHeader {
   end: string | null;
 }
 
+/** A header plus what only the worker needs: the TF index of formats that have one. */
+export interface ReadStf {
+  header: StfHeader;
+  binary?: BinaryHeader;
+  tfIndex?: TfEntry[];
+}
+
 export interface StfReader {
   format: string;
   /** True when the first bytes of a file say it is this reader's format. */
   sniff(head: Buffer): boolean;
-  read(file: FileHandle, sizeBytes: number, head: Buffer, path: string): Promise<StfHeader>;
+  read(file: FileHandle, sizeBytes: number, head: Buffer, path: string): Promise<ReadStf>;
 }
 
 /** Bytes read to recognise a format; also the whole header of small testbed STFs. */
@@ -44,7 +59,7 @@ export const jsonStfReader: StfReader = {
       );
     }
     const bytes =
-      sizeBytes <= head.length ? head.subarray(0, sizeBytes) : await readExactly(file, sizeBytes, path);
+      sizeBytes <= head.length ? head.subarray(0, sizeBytes) : await readAt(file, 0, sizeBytes, path);
     let doc: unknown;
     try {
       doc = JSON.parse(bytes.toString('utf8'));
@@ -63,7 +78,7 @@ export const jsonStfReader: StfReader = {
     const m = doc as Record<string, unknown>;
     const tfCount =
       typeof m.tf_count === 'number' && Number.isInteger(m.tf_count) && m.tf_count > 0 ? m.tf_count : null;
-    return {
+    const header: StfHeader = {
       format: 'json',
       sizeBytes,
       tfCount,
@@ -74,37 +89,50 @@ export const jsonStfReader: StfReader = {
       start: str(m.start),
       end: str(m.end),
     };
+    return { header };
   },
 };
 
-/** Anything unrecognised: the real ePIC STF format is still open, so only its size is known. */
-const opaqueReader: StfReader = {
-  format: 'opaque',
-  sniff: () => true,
-  async read(_file, sizeBytes) {
-    return {
-      format: 'opaque',
+/**
+ * The binary layout of docs/stf-format.md. Only the header and the TF index are read here (the
+ * index usually sits inside the first 64 KiB already read); payloads are read later, and only
+ * the sampled TFs' byte ranges.
+ */
+export const binaryStfReader: StfReader = {
+  format: 'epicstf',
+  sniff: hasMagic,
+  async read(file, sizeBytes, head, path) {
+    const binary = decodeHeader(head, sizeBytes, path);
+    const indexLength = binary.tfCount * INDEX_ENTRY_LENGTH;
+    const index =
+      binary.indexOffset + indexLength <= head.length
+        ? head.subarray(binary.indexOffset, binary.indexOffset + indexLength)
+        : await readAt(file, binary.indexOffset, indexLength, path);
+    const tfIndex = decodeIndex(index, binary, path);
+    const header: StfHeader = {
+      format: 'epicstf',
       sizeBytes,
-      tfCount: null,
-      runId: null,
-      state: null,
-      substate: null,
-      sequence: null,
-      start: null,
-      end: null,
+      tfCount: binary.tfCount,
+      runId: String(binary.runNumber),
+      state: binary.state || null,
+      substate: binary.substate || null,
+      sequence: Number(binary.stfSequence),
+      start: binary.startNs ? new Date(Number(binary.startNs / 1_000_000n)).toISOString() : null,
+      end: binary.endNs ? new Date(Number(binary.endNs / 1_000_000n)).toISOString() : null,
     };
+    return { header, binary, tfIndex };
   },
 };
 
-const readers: StfReader[] = [jsonStfReader];
+const readers: StfReader[] = [binaryStfReader, jsonStfReader];
 
 /** Adds a format ahead of the built-in ones (the binary STF format plugs in here). */
 export function registerReader(reader: StfReader): void {
   readers.unshift(reader);
 }
 
-/** Reads an STF's header without reading more of the file than the format needs. */
-export async function readStfHeader(path: string): Promise<StfHeader> {
+/** Reads an STF's header (and index) without reading more of the file than the format needs. */
+export async function readStf(path: string): Promise<ReadStf> {
   let file: FileHandle;
   try {
     file = await open(path, 'r');
@@ -122,7 +150,17 @@ export async function readStfHeader(path: string): Promise<StfHeader> {
     const head = Buffer.alloc(Math.min(size, HEAD_BYTES));
     const { bytesRead } = await file.read(head, 0, head.length, 0);
     const first = head.subarray(0, bytesRead);
-    const reader = readers.find((r) => r.sniff(first)) ?? opaqueReader;
+    const reader = readers.find((r) => r.sniff(first));
+    if (!reader) {
+      throw new FastmonError(
+        'STF_BAD_MAGIC',
+        `${path}: not a known STF format (neither EPICSTF binary nor JSON text) (offset 0)`,
+        {
+          path,
+          offset: 0,
+        },
+      );
+    }
     return await reader.read(file, size, first, path);
   } catch (err) {
     if (err instanceof FastmonError) throw err;
@@ -132,24 +170,36 @@ export async function readStfHeader(path: string): Promise<StfHeader> {
   }
 }
 
-async function readExactly(file: FileHandle, length: number, path: string): Promise<Buffer> {
-  const buffer = Buffer.alloc(length);
-  let offset = 0;
-  while (offset < length) {
-    const { bytesRead } = await file.read(buffer, offset, length - offset, offset);
+/** Reads exactly `length` bytes at `position` into `into` (or a new buffer). */
+export async function readAt(
+  file: FileHandle,
+  position: number,
+  length: number,
+  path: string,
+  into?: Buffer,
+): Promise<Buffer> {
+  const buffer = into ?? Buffer.alloc(length);
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await file.read(buffer, done, length - done, position + done);
     if (bytesRead === 0) {
       throw new FastmonError(
-        'STF_HEADER_CORRUPT',
-        `${path}: file shrank while being read (${offset} of ${length} bytes)`,
+        'STF_TRUNCATED',
+        `${path}: file ends ${length - done} bytes short (offset ${position + done})`,
         {
           path,
-          offset,
+          offset: position + done,
         },
       );
     }
-    offset += bytesRead;
+    done += bytesRead;
   }
   return buffer;
+}
+
+/** Header only, for callers that do not need the TF index (bench, tools). */
+export async function readStfHeader(path: string): Promise<StfHeader> {
+  return (await readStf(path)).header;
 }
 
 function firstNonSpace(head: Buffer): number | undefined {

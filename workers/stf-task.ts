@@ -1,9 +1,14 @@
-// Piscina task: locate an STF, read its header, and sample its TF ranges; errors come back as values.
+// Piscina task: locate an STF, read its header, sample its TF ranges and extract them; errors come back as values.
 
+import { createReadStream } from 'node:fs';
+import { type FileHandle, mkdir, open } from 'node:fs/promises';
+import path from 'node:path';
 import { type ErrorInfo, FastmonError } from '../src/errors.js';
 import { locateStf } from './paths.js';
 import { type SamplerSettings, sampleStf, type TfSample } from './sampler.js';
-import { readStfHeader, type StfHeader } from './stf-reader.js';
+import { adler32, adlerString, type TfEntry } from './stf-format.js';
+import { type ReadStf, readAt, readStf, type StfHeader } from './stf-reader.js';
+import { writeStf } from './stf-writer.js';
 
 export interface StfTask {
   seed: string;
@@ -14,12 +19,24 @@ export interface StfTask {
   /** From the message, used when the file cannot be read here. */
   messageSizeBytes: number | null;
   messageTfCount: number | null;
+  messageChecksum: string | null;
   dataRoots: string[];
   tfCountDefault: number;
   settings: SamplerSettings;
+  /** Write each sample's TFs to `<outputDir>/<run>/<tf_filename>`; null: no extraction. */
+  outputDir: string | null;
+  /** Compute the STF's adler32 when the message has no checksum. */
+  stfChecksum: boolean;
 }
 
 export type TfCountSource = 'header' | 'message' | 'default';
+
+export interface Sample extends TfSample {
+  /** `ad:<adler32>` of the extracted sample file. */
+  checksum: string | null;
+  /** The extracted sample file. */
+  file: string | null;
+}
 
 export interface StfTaskSuccess {
   ok: true;
@@ -29,8 +46,10 @@ export interface StfTaskSuccess {
   tfCount: number;
   tfCountSource: TfCountSource;
   sizeBytes: number | null;
-  samples: TfSample[];
-  /** Why the file was not read, when a data root was configured but did not hold it. */
+  /** `ad:<adler32>` of the whole STF: from the message, or computed when asked. */
+  stfChecksum: string | null;
+  samples: Sample[];
+  /** Why the file was not read, or why samples were not extracted. */
   warning?: ErrorInfo;
 }
 
@@ -56,7 +75,8 @@ async function process(task: StfTask): Promise<StfTaskSuccess> {
     { fileUrl: task.fileUrl, filename: task.filename },
     task.dataRoots,
   );
-  const header = location ? await readStfHeader(location.path) : null;
+  const read = location ? await readStf(location.path) : null;
+  const header = read?.header ?? null;
   let tfCount: number;
   let tfCountSource: TfCountSource;
   if (header?.tfCount) {
@@ -70,7 +90,7 @@ async function process(task: StfTask): Promise<StfTaskSuccess> {
     tfCountSource = 'default';
   }
   const sizeBytes = header?.sizeBytes ?? task.messageSizeBytes;
-  const samples = sampleStf({
+  const ranges = sampleStf({
     seed: task.seed,
     runId: task.runId,
     stfFilename: task.stfFilename,
@@ -78,6 +98,21 @@ async function process(task: StfTask): Promise<StfTaskSuccess> {
     stfSizeBytes: sizeBytes,
     settings: task.settings,
   });
+  let samples: Sample[] = ranges.map((r) => ({ ...r, checksum: null, file: null }));
+  let warning = notFound;
+  if (task.outputDir && location && read) {
+    if (read.tfIndex) {
+      samples = await extract(location.path, read, ranges, task);
+    } else {
+      warning = {
+        code: 'EXTRACTION_FAILED',
+        message: `${header?.format} STFs carry no TF payloads: nothing to extract, samples registered from metadata`,
+      };
+    }
+  }
+  let stfChecksum = task.messageChecksum;
+  if (!stfChecksum && task.stfChecksum && location)
+    stfChecksum = adlerString(await fileAdler32(location.path));
   const result: StfTaskSuccess = {
     ok: true,
     path: location?.path ?? null,
@@ -85,8 +120,83 @@ async function process(task: StfTask): Promise<StfTaskSuccess> {
     tfCount,
     tfCountSource,
     sizeBytes,
+    stfChecksum,
     samples,
   };
-  if (notFound) result.warning = notFound;
+  if (warning) result.warning = warning;
   return result;
+}
+
+/**
+ * Copies each sample's TFs into a sample file of the same format (docs/stf-format.md), reading
+ * only the sampled TFs' byte ranges from the STF, one chunk at a time. The TF checksums of the
+ * STF index are verified on the way.
+ */
+async function extract(stfPath: string, read: ReadStf, ranges: TfSample[], task: StfTask): Promise<Sample[]> {
+  const index = read.tfIndex as TfEntry[];
+  const binary = read.binary;
+  const dir = path.join(task.outputDir as string, task.runId ?? 'unknown-run');
+  await mkdir(dir, { recursive: true });
+  const stf = await open(stfPath, 'r');
+  try {
+    const out: Sample[] = [];
+    for (const range of ranges) {
+      const tfs = index.slice(range.tfFirst, range.tfLast + 1);
+      const file = path.join(dir, range.tfFilename);
+      const written = await writeStf(
+        file,
+        {
+          runNumber: binary?.runNumber ?? 0n,
+          stfSequence: binary?.stfSequence ?? 0n,
+          state: binary?.state ?? '',
+          substate: binary?.substate ?? '',
+          startNs: binary?.startNs ?? 0n,
+          endNs: binary?.endNs ?? 0n,
+          tfLengths: tfs.map((t) => t.length),
+          tfIds: tfs.map((t) => t.tfId),
+          expectedTfChecksums: binary && binary.flags & 1 ? tfs.map((t) => t.checksum) : undefined,
+          source: { stfFilename: path.basename(stfPath), tfFirst: range.tfFirst },
+        },
+        contiguous(tfs)
+          ? // Back to back in the STF (what the writer produces): copy the span as one stream.
+            { span: (position, into) => copyFrom(stf, (tfs[0] as TfEntry).offset + position, into, stfPath) }
+          : (tf, offset, into) => copyFrom(stf, (tfs[tf] as TfEntry).offset + offset, into, stfPath),
+      ).catch((err: unknown) => {
+        if (err instanceof FastmonError) {
+          throw new FastmonError(
+            err.code,
+            `${stfPath}: extracting ${range.tfFilename}: ${err.message}`,
+            err.details,
+          );
+        }
+        throw new FastmonError(
+          'EXTRACTION_FAILED',
+          `${stfPath}: writing ${file}: ${(err as Error).message}`,
+          { file },
+        );
+      });
+      out.push({ ...range, fileSizeBytes: written.sizeBytes, checksum: adlerString(written.adler32), file });
+    }
+    return out;
+  } finally {
+    await stf.close();
+  }
+}
+
+function contiguous(tfs: readonly TfEntry[]): boolean {
+  return tfs.every(
+    (t, i) => i === 0 || t.offset === (tfs[i - 1] as TfEntry).offset + (tfs[i - 1] as TfEntry).length,
+  );
+}
+
+async function copyFrom(stf: FileHandle, position: number, into: Buffer, stfPath: string): Promise<void> {
+  await readAt(stf, position, into.length, stfPath, into);
+}
+
+/** adler32 of a whole file, streamed in 1 MiB chunks: memory stays flat for a 2 GB STF. */
+async function fileAdler32(file: string): Promise<number> {
+  let value = 1;
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }))
+    value = adler32(chunk as Buffer, value);
+  return value;
 }

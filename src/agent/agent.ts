@@ -156,6 +156,8 @@ export class Agent {
       runs: this.runs,
       sampling: config.sampling,
       dataRoots: config.agent.dataRoots,
+      outputDir: config.agent.outputDir || null,
+      stfChecksum: config.agent.stfChecksum,
       maxInFlight: config.agent.maxInFlight,
       processedBy: () => this.name,
       logger,

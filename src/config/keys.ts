@@ -234,6 +234,22 @@ export const KEYS: readonly KeySpec[] = [
     doc: 'Directories STF files may be read from (env: separated by ":"); paths outside them are refused.',
   },
   {
+    key: 'agent.output_dir',
+    type: 'string',
+    default: '',
+    env: 'FASTMON_OUTPUT_DIR',
+    flag: 'out',
+    doc: 'Extract each TF sample of a binary STF to <out>/<run>/<tf_filename> (empty: no extraction).',
+  },
+  {
+    key: 'agent.stf_checksum',
+    type: 'bool',
+    default: false,
+    env: 'FASTMON_STF_CHECKSUM',
+    flag: 'stf-checksum',
+    doc: 'Compute the adler32 of STFs whose stf_ready has no checksum (reads the whole file, streaming).',
+  },
+  {
     key: 'agent.catalog',
     type: 'string',
     default: 'fastmon-catalog.jsonl',

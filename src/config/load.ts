@@ -38,6 +38,8 @@ export interface Config {
     logLevel: string;
     dataRoots: string[];
     catalog: string;
+    outputDir: string;
+    stfChecksum: boolean;
     workers: number;
     maxInFlight: number;
     maxMessageBytes: number;
@@ -108,6 +110,7 @@ export function loadConfig(options: LoadOptions = {}): { config: Config; provena
   const config = build(values);
   resolveNamespace(config, provenance, cwd);
   config.agent.dataRoots = config.agent.dataRoots.map((root) => path.resolve(cwd, root));
+  if (config.agent.outputDir) config.agent.outputDir = path.resolve(cwd, config.agent.outputDir);
   if (config.agent.workers === 0) config.agent.workers = availableParallelism();
   registerSecret(config.broker.password);
   registerSecret(config.monitor.token);
@@ -246,6 +249,8 @@ function build(v: Map<string, unknown>): Config {
       logLevel: level === 'warning' ? 'warn' : level === 'critical' ? 'fatal' : level,
       dataRoots: get('agent.data_roots'),
       catalog: get('agent.catalog'),
+      outputDir: get('agent.output_dir'),
+      stfChecksum: get('agent.stf_checksum'),
       workers: get('agent.workers'),
       maxInFlight: get('agent.max_in_flight'),
       maxMessageBytes: get('agent.max_message_bytes'),

@@ -36,6 +36,8 @@ export interface SchedulerDeps {
   runs: RunStates;
   sampling: SamplingSettings;
   dataRoots: string[];
+  outputDir: string | null;
+  stfChecksum: boolean;
   maxInFlight: number;
   processedBy: () => string;
   logger: Logger;
@@ -195,7 +197,10 @@ export class Scheduler {
       filename,
       messageSizeBytes: stf.sizeBytes,
       messageTfCount: stf.tfCount,
+      messageChecksum: stf.checksum,
       dataRoots: this.deps.dataRoots,
+      outputDir: this.deps.outputDir,
+      stfChecksum: this.deps.stfChecksum,
       tfCountDefault: sampling.tfCountDefault,
       settings: sampling,
     });
@@ -218,7 +223,7 @@ export class Scheduler {
     }
     if (result.warning) {
       metrics.stfErrors.inc({ code: result.warning.code });
-      log.warn({ code: result.warning.code }, `${result.warning.message}; sampling from message metadata`);
+      log.warn({ code: result.warning.code }, result.warning.message);
     }
     const outcomes = await Promise.all(
       result.samples.map((s) => this.registerAndBroadcast(stf, result, s, log)),
@@ -267,13 +272,17 @@ export class Scheduler {
       tfLast: sample.tfLast,
       tfCount: sample.tfCount,
       fileSizeBytes: sample.fileSizeBytes,
-      checksum: null,
+      checksum: sample.checksum,
       metadata: {
         run_id: stf.runId,
         execution_id: stf.executionId,
         stf_tf_count: result.tfCount,
         tf_count_source: result.tfCountSource,
+        stf_size_bytes: result.sizeBytes,
+        stf_checksum: result.stfChecksum,
+        stf_format: result.header?.format ?? null,
         sample_index: sample.index,
+        sample_file: sample.file,
         processed_by: this.deps.processedBy(),
       },
     };

@@ -1,6 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, truncateSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sampleStf } from '../../workers/sampler.js';
+import { adler32, adlerString } from '../../workers/stf-format.js';
+import { writeStf } from '../../workers/stf-writer.js';
 import { startTestAgent, type TestAgent } from '../support/agent.js';
 import { type Collector, TestPeer, uniqueTopic } from '../support/broker.js';
 import { type MonitorDouble, startMonitorDouble } from '../support/monitor-double.js';
@@ -281,6 +286,56 @@ describe('the agent against ActiveMQ and an swf-monitor double', () => {
       operational_state: 'EXITED',
     });
     expect(a.logs.text()).not.toContain(double.token);
+  });
+});
+
+describe('binary STFs with TF extraction', () => {
+  it('extracts each sample to a file and records its real size and checksum; a damaged STF is skipped with its reason', async () => {
+    const top = mkdtempSync(path.join(tmpdir(), 'fastmon-extract-'));
+    const data = path.join(top, 'data');
+    const out = path.join(top, 'out');
+    mkdirSync(data);
+    for (const seq of [1, 2, 3]) {
+      await writeStf(
+        path.join(data, stfName(seq)),
+        {
+          runNumber: BigInt(RUN),
+          stfSequence: BigInt(seq),
+          state: 'run',
+          substate: 'physics',
+          startNs: 0n,
+          endNs: 0n,
+          tfLengths: Array.from({ length: 200 }, (_, i) => 1000 + i),
+        },
+        (tf, offset, into) => into.fill((tf + offset + seq) & 0xff),
+      );
+    }
+    truncateSync(path.join(data, stfName(2)), 5000); // cut short, as by a failed transfer
+    const a = await agent({ FASTMON_DATA_ROOTS: data, FASTMON_OUTPUT_DIR: out });
+    await peer.publish(topic, stfReady(1));
+    await peer.publish(topic, stfReady(2));
+    await peer.publish(topic, stfReady(3));
+    await seen.waitFor((c) => registered(c).length === 14, 15_000, 'the samples of the two good STFs');
+    expect(double.fastmonFiles).toHaveLength(14);
+    for (const row of double.fastmonFiles) {
+      const bytes = readFileSync(path.join(out, RUN, row.tf_filename));
+      expect(row.file_size_bytes).toBe(bytes.length);
+      expect(row.checksum).toBe(adlerString(adler32(bytes)));
+      expect(row.tf_count).toBeLessThanOrEqual(200);
+      const note = registered(seen).find((n) => n.tf_filename === row.tf_filename);
+      expect(note).toMatchObject({
+        checksum: row.checksum,
+        file_size_bytes: row.file_size_bytes,
+        tf_file_id: row.tf_file_id,
+      });
+    }
+    const damaged = a.logs.find((r) => r.code === 'STF_TRUNCATED');
+    expect(String(damaged?.msg)).toContain(`STF not sampled: ${path.join(data, stfName(2))}`);
+    expect(damaged?.stf).toBe(stfName(2));
+    await waitUntil(
+      () => a.agent.totals.stfsFailed === 1 && a.agent.totals.stfsSampled === 2,
+      'the counts to settle',
+    );
   });
 });
 
