@@ -361,7 +361,3 @@ export class StompConnection extends EventEmitter {
     });
   }
 }
-
-export function brokerError(message: string, cause?: unknown): FastmonError {
-  return new FastmonError('BROKER_ERROR', message, undefined, { cause });
-}

@@ -21,6 +21,26 @@ export interface FastMonFileRow {
 
 export type NewFastMonFile = Omit<FastMonFileRow, 'tf_file_id' | 'created_at' | 'updated_at'>;
 
+/** A Run row (contract §3.2): `run_id` is the table's key, `run_number` the DAQ's. */
+export interface RunRow {
+  run_id: number;
+  run_number: number;
+  start_time?: string;
+  end_time?: string | null;
+}
+
+/** What fastmon sends for an StfFile row (§3.3); `run` is the Run's `run_id`. */
+export interface NewStfFile {
+  run: number;
+  stf_filename: string;
+  file_size_bytes: number | null;
+  checksum: string | null;
+  status: 'registered';
+  machine_state: string;
+  tf_count: number | null;
+  metadata: Record<string, unknown>;
+}
+
 /** The heartbeat body swf-common-lib's BaseAgent sends (contract §2.6); other keys are ignored. */
 export interface HeartbeatBody {
   instance_name: string;
@@ -97,6 +117,56 @@ export class MonitorClient {
     return body;
   }
 
+  /**
+   * The Run's `run_id` for a DAQ run number, creating the row when there is none. swf-monitor's
+   * Run list has no filters (§3.1): `?run_number=` is ignored and the whole table comes back, which
+   * is how the original agent put every STF under the first run of the table. The run is picked
+   * out here; a 400 on run_number means another producer created it meanwhile.
+   */
+  async ensureRun(
+    runNumber: number,
+    startTime: Date,
+    signal?: AbortSignal,
+  ): Promise<{ runId: number; created: boolean }> {
+    const existing = await this.findRun(runNumber, signal);
+    if (existing) return { runId: existing.run_id, created: false };
+    try {
+      const { body } = await this.http.request<RunRow>('POST', '/runs/', {
+        body: { run_number: runNumber, start_time: startTime.toISOString() },
+        signal,
+      });
+      if (!Number.isInteger(body?.run_id)) {
+        throw new FastmonError(
+          'MONITOR_BAD_RESPONSE',
+          `runs POST returned no run_id: ${JSON.stringify(body)}`,
+        );
+      }
+      return { runId: body.run_id, created: true };
+    } catch (err) {
+      if (!rejectedOn(err, 'run_number')) throw err;
+      const raced = await this.findRun(runNumber, signal);
+      if (!raced) throw err;
+      return { runId: raced.run_id, created: false };
+    }
+  }
+
+  async findRun(runNumber: number, signal?: AbortSignal): Promise<RunRow | undefined> {
+    const { body } = await this.http.request<RunRow[] | { results: RunRow[] }>('GET', '/runs/', { signal });
+    const rows = Array.isArray(body) ? body : (body?.results ?? []);
+    return rows.find((r) => Number(r.run_number) === runNumber);
+  }
+
+  /** Registers an STF; true when created, false when a row with its name was there already. */
+  async ensureStfFile(row: NewStfFile, signal?: AbortSignal): Promise<boolean> {
+    try {
+      await this.http.request('POST', '/stf-files/', { body: row, signal });
+      return true;
+    } catch (err) {
+      if (rejectedOn(err, 'stf_filename')) return false;
+      throw err;
+    }
+  }
+
   /** The row with this `tf_filename`, or null. Accepts both list shapes (plain and ?limit= paginated). */
   async findFastMonFile(tfFilename: string, signal?: AbortSignal): Promise<FastMonFileRow | null> {
     const { body } = await this.http.request<FastMonFileRow[] | { results: FastMonFileRow[] }>(
@@ -112,4 +182,11 @@ export class MonitorClient {
     // whole table came back: match the name ourselves rather than trust the first row.
     return rows.find((r) => r.tf_filename === tfFilename) ?? null;
   }
+}
+
+/** A 400 whose DRF error body names this field (a unique-constraint violation, typically). */
+export function rejectedOn(err: unknown, field: string): boolean {
+  if (!isFastmonError(err, 'MONITOR_REJECTED') || err.details?.status !== 400) return false;
+  const response = err.details.response;
+  return typeof response === 'object' && response !== null && field in response;
 }

@@ -29,6 +29,11 @@ export interface StfResult {
   error?: ErrorInfo;
 }
 
+export interface SubmitOptions {
+  /** Register the Run and StfFile first: the STF was found on disk, not announced by a data agent. */
+  registerStf?: boolean;
+}
+
 export interface SchedulerDeps {
   executor: StfExecutor;
   registrar: Registrar;
@@ -78,8 +83,8 @@ export class Scheduler {
   }
 
   /** Accepts an stf_ready; resolves when it is fully handled. Never rejects. */
-  submit(stf: StfReady, messageId = ''): Promise<StfResult> {
-    const promise = this.handle(stf, messageId).catch((err): StfResult => {
+  submit(stf: StfReady, messageId = '', options: SubmitOptions = {}): Promise<StfResult> {
+    const promise = this.handle(stf, messageId, options).catch((err): StfResult => {
       // A bug, not an STF problem: keep the agent alive and say so loudly.
       this.deps.logger.error(
         { err, stf: stf.filename, run: stf.runId, msgId: messageId },
@@ -137,7 +142,7 @@ export class Scheduler {
     });
   }
 
-  private async handle(stf: StfReady, messageId: string): Promise<StfResult> {
+  private async handle(stf: StfReady, messageId: string, options: SubmitOptions): Promise<StfResult> {
     const { runs, metrics, logger, sampling } = this.deps;
     const run = stf.runId ? runs.getOrCreate(stf.runId, stf.executionId, stf.namespace) : null;
     this.count(run, 'stfsReceived');
@@ -173,7 +178,7 @@ export class Scheduler {
       return { ...base, outcome: 'skipped', reason };
     }
 
-    const work = this.withSlot(() => this.process(stf, run, log));
+    const work = this.withSlot(() => this.process(stf, run, log, options));
     this.inFlightByKey.set(key, work);
     try {
       const result = await work;
@@ -185,7 +190,12 @@ export class Scheduler {
     }
   }
 
-  private async process(stf: StfReady, run: RunInfo | null, log: Logger): Promise<StfResult> {
+  private async process(
+    stf: StfReady,
+    run: RunInfo | null,
+    log: Logger,
+    options: SubmitOptions,
+  ): Promise<StfResult> {
     const { executor, sampling, metrics } = this.deps;
     const filename = stf.filename as string;
     const base = { stfFilename: filename, runId: stf.runId };
@@ -204,22 +214,10 @@ export class Scheduler {
       tfCountDefault: sampling.tfCountDefault,
       settings: sampling,
     });
-    if (!result.ok) {
-      this.count(run, 'stfsFailed');
-      metrics.stfs.inc({ outcome: 'failed' });
-      metrics.stfErrors.inc({ code: result.error.code });
-      log.error(
-        { code: result.error.code, details: result.error.details },
-        `STF not sampled: ${result.error.message}`,
-      );
-      return {
-        ...base,
-        outcome: 'failed',
-        registered: 0,
-        failed: 0,
-        error: result.error,
-        reason: result.error.message,
-      };
+    if (!result.ok) return this.failed(run, base, result.error, log);
+    if (options.registerStf) {
+      const failure = await this.registerStf(stf, result);
+      if (failure) return this.failed(run, base, failure, log);
     }
     if (result.warning) {
       metrics.stfErrors.inc({ code: result.warning.code });
@@ -256,6 +254,54 @@ export class Scheduler {
         : 'STF sampled with failed TF registrations or broadcasts',
     );
     return { ...base, outcome: 'sampled', registered, failed, unbroadcast };
+  }
+
+  private failed(
+    run: RunInfo | null,
+    base: Pick<StfResult, 'stfFilename' | 'runId'>,
+    error: ErrorInfo,
+    log: Logger,
+  ): StfResult {
+    this.count(run, 'stfsFailed');
+    this.deps.metrics.stfs.inc({ outcome: 'failed' });
+    this.deps.metrics.stfErrors.inc({ code: error.code });
+    log.error({ code: error.code, details: error.details }, `STF not sampled: ${error.message}`);
+    return { ...base, outcome: 'failed', registered: 0, failed: 0, error, reason: error.message };
+  }
+
+  /**
+   * An STF found on disk is unknown to swf-monitor, which refuses samples of an unknown STF: the
+   * Run and the StfFile go in first. The run number comes from the name (`swf.<run>.<seq>.stf`)
+   * or the STF header, never from a default (the original agent put every STF under run 1).
+   */
+  private async registerStf(stf: StfReady, result: StfTaskSuccess): Promise<ErrorInfo | null> {
+    const runId = stf.runId ?? result.header?.runId ?? null;
+    if (!runId || !/^\d+$/.test(runId)) {
+      return {
+        code: 'RUN_UNKNOWN',
+        message: `${stf.filename}: no run number in its name or header; not registered`,
+      };
+    }
+    try {
+      await this.deps.registrar.ensureStf(
+        {
+          stfFilename: baseName(stf.filename as string),
+          runNumber: Number(runId),
+          sizeBytes: result.sizeBytes,
+          checksum: result.stfChecksum,
+          tfCount: result.tfCountSource === 'default' ? null : result.tfCount,
+          state: stf.state ?? result.header?.state ?? null,
+          substate: stf.substate ?? result.header?.substate ?? null,
+          metadata: { created_by: this.deps.processedBy(), source: 'disk', path: result.path },
+        },
+        this.abort.signal,
+      );
+      stf.runId = runId; // the samples' notifications carry the run found here
+      return null;
+    } catch (err) {
+      if (err instanceof FastmonError) return err.toInfo();
+      return { code: 'MONITOR_UNAVAILABLE', message: messageOf(err) };
+    }
   }
 
   private async registerAndBroadcast(

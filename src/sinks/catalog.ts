@@ -8,11 +8,31 @@ import { createInterface } from 'node:readline';
 import { FastmonError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { FastMonFileRow } from '../monitor/client.js';
-import { describeConflict, type Registered, type Registrar, type SampleRecord, toRow } from './registrar.js';
+import {
+  describeConflict,
+  type Registered,
+  type Registrar,
+  type SampleRecord,
+  type StfRecord,
+  toRow,
+} from './registrar.js';
 
 /** One line of the catalog: a FastMonFile row exactly as swf-monitor would return it, tagged. */
 export interface CatalogLine extends FastMonFileRow {
   kind: 'fastmon_file';
+}
+
+/** An STF registered from disk (the catalog's StfFile row, with its run number). */
+export interface CatalogStfLine {
+  kind: 'stf_file';
+  stf_filename: string;
+  run_number: number;
+  file_size_bytes: number | null;
+  checksum: string | null;
+  tf_count: number | null;
+  machine_state: string | null;
+  metadata: Record<string, unknown>;
+  created_at: string;
 }
 
 /**
@@ -27,6 +47,7 @@ export class CatalogRegistrar implements Registrar {
     string,
     Pick<FastMonFileRow, 'tf_file_id' | 'stf_file' | 'tf_first' | 'tf_last'>
   >();
+  private readonly stfs = new Set<string>();
   private queue: { line: string; resolve: () => void; reject: (err: Error) => void }[] = [];
   private flushing: Promise<void> | null = null;
 
@@ -80,14 +101,38 @@ export class CatalogRegistrar implements Registrar {
     return { tfFileId: row.tf_file_id, created: true };
   }
 
+  async ensureStf(stf: StfRecord): Promise<void> {
+    if (this.stfs.has(stf.stfFilename)) return;
+    this.stfs.add(stf.stfFilename);
+    const line: CatalogStfLine = {
+      kind: 'stf_file',
+      stf_filename: stf.stfFilename,
+      run_number: stf.runNumber,
+      file_size_bytes: stf.sizeBytes,
+      checksum: stf.checksum,
+      tf_count: stf.tfCount,
+      machine_state: stf.state,
+      metadata: { ...stf.metadata, substate: stf.substate },
+      created_at: new Date().toISOString(),
+    };
+    try {
+      await this.append(JSON.stringify(line));
+    } catch (err) {
+      this.stfs.delete(stf.stfFilename);
+      throw err;
+    }
+  }
+
   async close(): Promise<void> {
     while (this.flushing) await this.flushing;
     await this.handle.close();
   }
 
   private async load(): Promise<void> {
-    const rows = await readCatalog(this.file, (line) =>
-      this.logger.warn({ catalog: this.file, line }, 'skipping an unreadable catalog line'),
+    const rows = await readCatalog(
+      this.file,
+      (line) => this.logger.warn({ catalog: this.file, line }, 'skipping an unreadable catalog line'),
+      (stf) => this.stfs.add(stf.stf_filename),
     );
     for (const row of rows) this.byName.set(row.tf_filename, row);
   }
@@ -124,6 +169,7 @@ export class CatalogRegistrar implements Registrar {
 export async function readCatalog(
   file: string,
   onUnreadable?: (line: number) => void,
+  onStf?: (stf: CatalogStfLine) => void,
 ): Promise<CatalogLine[]> {
   const rows: CatalogLine[] = [];
   const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
@@ -132,8 +178,9 @@ export async function readCatalog(
     number++;
     if (text.trim() === '') continue;
     try {
-      const row = JSON.parse(text) as CatalogLine;
+      const row = JSON.parse(text) as CatalogLine | CatalogStfLine;
       if (row.kind === 'fastmon_file' && typeof row.tf_filename === 'string') rows.push(row);
+      else if (row.kind === 'stf_file') onStf?.(row);
     } catch {
       onUnreadable?.(number);
     }

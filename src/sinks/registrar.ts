@@ -1,8 +1,12 @@
 // Where TF samples are recorded: swf-monitor's FastMonFile table, idempotently (or the local catalog).
 
-import { FastmonError, isFastmonError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import type { FastMonFileRow, MonitorClient, NewFastMonFile } from '../monitor/client.js';
+import {
+  type FastMonFileRow,
+  type MonitorClient,
+  type NewFastMonFile,
+  rejectedOn,
+} from '../monitor/client.js';
 
 export interface SampleRecord {
   stfFilename: string;
@@ -15,6 +19,18 @@ export interface SampleRecord {
   metadata: Record<string, unknown>;
 }
 
+/** An STF found on disk, to be registered before its samples (swf-monitor requires the parent). */
+export interface StfRecord {
+  stfFilename: string;
+  runNumber: number;
+  sizeBytes: number | null;
+  checksum: string | null;
+  tfCount: number | null;
+  state: string | null;
+  substate: string | null;
+  metadata: Record<string, unknown>;
+}
+
 export interface Registered {
   tfFileId: string;
   /** False when the row already existed (a redelivery or a restart). */
@@ -24,6 +40,8 @@ export interface Registered {
 export interface Registrar {
   readonly kind: 'monitor' | 'catalog';
   register(sample: SampleRecord, signal?: AbortSignal): Promise<Registered>;
+  /** Makes sure the Run and the StfFile exist (idempotent); for STFs that no data agent registered. */
+  ensureStf(stf: StfRecord, signal?: AbortSignal): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -60,7 +78,7 @@ export class MonitorRegistrar implements Registrar {
       const row = await this.client.createFastMonFile(toRow(sample), signal);
       return { tfFileId: row.tf_file_id, created: true };
     } catch (err) {
-      if (!isUniqueViolation(err)) throw err;
+      if (!rejectedOn(err, 'tf_filename')) throw err;
       const existing = await this.client.findFastMonFile(sample.tfFilename, signal);
       if (!existing) throw err;
       const conflict = describeConflict(existing, sample);
@@ -79,15 +97,34 @@ export class MonitorRegistrar implements Registrar {
     }
   }
 
+  private readonly runIds = new Map<number, Promise<number>>();
+
+  async ensureStf(stf: StfRecord, signal?: AbortSignal): Promise<void> {
+    // One lookup per run, not per STF: the run list comes back whole every time (§3.1).
+    let runId = this.runIds.get(stf.runNumber);
+    if (!runId) {
+      runId = this.client.ensureRun(stf.runNumber, new Date(), signal).then((r) => r.runId);
+      this.runIds.set(stf.runNumber, runId);
+      runId.catch(() => this.runIds.delete(stf.runNumber));
+    }
+    await this.client.ensureStfFile(
+      {
+        run: await runId,
+        stf_filename: stf.stfFilename,
+        file_size_bytes: stf.sizeBytes,
+        checksum: stf.checksum,
+        status: 'registered',
+        machine_state: stf.state ?? 'physics',
+        tf_count: stf.tfCount,
+        metadata: { ...stf.metadata, substate: stf.substate },
+      },
+      signal,
+    );
+  }
+
   async close(): Promise<void> {
     await this.client.http.close();
   }
-}
-
-function isUniqueViolation(err: unknown): boolean {
-  if (!isFastmonError(err, 'MONITOR_REJECTED') || err.details?.status !== 400) return false;
-  const response = err.details.response;
-  return typeof response === 'object' && response !== null && 'tf_filename' in response;
 }
 
 export function describeConflict(
@@ -99,9 +136,4 @@ export function describeConflict(
     return `range [${existing.tf_first}, ${existing.tf_last}] != [${s.tfFirst}, ${s.tfLast}]`;
   }
   return null;
-}
-
-export function registrationError(sample: SampleRecord, err: unknown): FastmonError {
-  if (err instanceof FastmonError) return err;
-  return new FastmonError('MONITOR_UNAVAILABLE', `registering ${sample.tfFilename} failed: ${String(err)}`);
 }
