@@ -3,7 +3,9 @@
 
 import { readFileSync } from 'node:fs';
 import { agentCommand } from './cli/agent-command.js';
+import { genCommand } from './cli/gen-command.js';
 import { configMarkdown } from './cli/help.js';
+import { scanCommand, watchCommand } from './cli/scan-command.js';
 import { FastmonError } from './errors.js';
 import { redactText } from './log/redact.js';
 
@@ -19,9 +21,12 @@ const COMMANDS: Record<string, Command> = {
     summary: 'the fast monitoring agent (stf_ready from ActiveMQ, or --replay FILE)',
     run: agentCommand,
   },
-  scan: { summary: 'one pass over STF directories', reserved: 'the scan-and-watch issue' },
-  watch: { summary: 'scan, then watch directories for new STFs', reserved: 'the scan-and-watch issue' },
-  gen: { summary: 'write a synthetic run of STF files', reserved: 'the STF-files issue' },
+  scan: { summary: 'one pass over STF directories (registers what it finds)', run: scanCommand },
+  watch: { summary: 'scan, then watch directories for new STFs', run: watchCommand },
+  gen: {
+    summary: 'write a synthetic run of STF files (optionally publishing it as the DAQ)',
+    run: genCommand,
+  },
   client: { summary: 'terminal client showing TF notifications live', reserved: 'the live-view issue' },
 };
 

@@ -143,9 +143,10 @@ describe('binary STF format', () => {
     const good = path.join(d, 'good.stf');
     await writeStf(good, description([1000, 1000, 1000]), pattern);
     const bytes = readFileSync(good);
-    const variant = (name: string, mutate: (b: Buffer) => Buffer) => {
+    const variant = (name: string, mutate: (b: Buffer) => Buffer | undefined) => {
       const file = path.join(d, name);
-      writeFileSync(file, mutate(Buffer.from(bytes)));
+      const copy = Buffer.from(bytes);
+      writeFileSync(file, mutate(copy) ?? copy);
       return file;
     };
     await expectCode(readStf(variant('empty.stf', () => Buffer.alloc(0))), 'STF_EMPTY');
@@ -157,29 +158,52 @@ describe('binary STF format', () => {
       /truncated\.stf: header says \d+ bytes, the file has \d+ \(offset 104\)/,
     );
     await expectCode(readStf(variant('short-header.stf', (b) => b.subarray(0, 60))), 'STF_TRUNCATED');
-    await expectCode(readStf(variant('magic.stf', (b) => ((b[3] = 0x58), b))), 'STF_BAD_MAGIC');
+    await expectCode(
+      readStf(
+        variant('magic.stf', (b) => {
+          b[3] = 0x58;
+          return undefined;
+        }),
+      ),
+      'STF_BAD_MAGIC',
+    );
     const version = await expectCode(
-      readStf(variant('version.stf', (b) => (b.writeUInt16LE(2, 8), b))),
+      readStf(
+        variant('version.stf', (b) => {
+          b.writeUInt16LE(2, 8);
+          return undefined;
+        }),
+      ),
       'STF_UNSUPPORTED_VERSION',
     );
     expect(version.details).toMatchObject({ offset: 8 });
     await expectCode(
-      readStf(variant('header.stf', (b) => (b.writeUInt8(b.readUInt8(40) ^ 0xff, 40), b))),
+      readStf(
+        variant('header.stf', (b) => {
+          b.writeUInt8(b.readUInt8(40) ^ 0xff, 40);
+          return undefined;
+        }),
+      ),
       'STF_HEADER_CORRUPT',
     );
     // Index entries: TF 1 pointing past the end, TF 2 overlapping TF 1.
     const entry = (i: number) => BASE_HEADER_LENGTH + i * INDEX_ENTRY_LENGTH;
     const oob = await expectCode(
-      readStf(variant('oob.stf', (b) => (b.writeBigUInt64LE(BigInt(b.length), entry(1) + 8), b))),
+      readStf(
+        variant('oob.stf', (b) => {
+          b.writeBigUInt64LE(BigInt(b.length), entry(1) + 8);
+          return undefined;
+        }),
+      ),
       'STF_INDEX_OUT_OF_BOUNDS',
     );
     expect(oob.details).toMatchObject({ offset: entry(1), tf: 1 });
     await expectCode(
       readStf(
-        variant(
-          'overlap.stf',
-          (b) => (b.writeBigUInt64LE(b.readBigUInt64LE(entry(1) + 8) + 10n, entry(2) + 8), b),
-        ),
+        variant('overlap.stf', (b) => {
+          b.writeBigUInt64LE(b.readBigUInt64LE(entry(1) + 8) + 10n, entry(2) + 8);
+          return undefined;
+        }),
       ),
       'STF_TF_OVERLAP',
     );

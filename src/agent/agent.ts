@@ -1,7 +1,9 @@
 // The agent: composes configuration, messaging, run state, the scheduler, sinks, heartbeats and ops.
 
+import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
 import type { Config } from '../config/load.js';
 import { FastmonError, isFastmonError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
@@ -12,6 +14,8 @@ import {
   OWN_TYPES,
   type RunCounts,
   type RunLifecycle,
+  runFromFilename,
+  type StfReady,
 } from '../messaging/codec.js';
 import { type InboundMessage, StompConnection } from '../messaging/stomp.js';
 import { MonitorClient } from '../monitor/client.js';
@@ -20,7 +24,7 @@ import { type OpsServer, startOpsServer } from '../ops/http.js';
 import { createMetrics, type Metrics } from '../ops/metrics.js';
 import { emptyCounts, RunStates } from '../run/run-states.js';
 import { createInlineExecutor, createPool, type StfExecutor } from '../scheduler/pool.js';
-import { Scheduler } from '../scheduler/scheduler.js';
+import { Scheduler, type StfResult } from '../scheduler/scheduler.js';
 import { type Broadcaster, StompBroadcaster, StreamBroadcaster } from '../sinks/broadcast.js';
 import { CatalogRegistrar } from '../sinks/catalog.js';
 import { MonitorRegistrar, type Registrar } from '../sinks/registrar.js';
@@ -258,6 +262,29 @@ export class Agent {
     } finally {
       this.lifecycleWork.delete(work);
     }
+  }
+
+  /**
+   * An STF found on disk (scan, watch): nobody announced it, so the agent registers its Run and
+   * StfFile in swf-monitor before the samples. Resolves when it is fully handled.
+   */
+  handleDiskStf(file: string): Promise<StfResult> {
+    const name = path.basename(file);
+    const stf: StfReady = {
+      msgType: 'stf_ready',
+      runId: runFromFilename(name),
+      executionId: null,
+      namespace: null,
+      state: null,
+      substate: null,
+      filename: name,
+      fileUrl: pathToFileURL(file).href,
+      sizeBytes: null,
+      checksum: null,
+      sequence: null,
+      tfCount: null,
+    };
+    return this.requireScheduler().submit(stf, `file:${file}`, { registerStf: true });
   }
 
   /** STFs in flight or waiting for a slot, for sources that pace themselves (replay). */

@@ -8,6 +8,7 @@ import { type Config, loadConfig, printableConfig } from '../config/load.js';
 import { FastmonError, isFastmonError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
 import { configHelp } from './help.js';
+import { runDirectories } from './scan-command.js';
 
 export const AGENT_FLAGS: readonly ExtraFlag[] = [
   {
@@ -46,10 +47,14 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
     return 0;
   }
   if (config.agent.mode === 'continuous') {
-    throw new FastmonError(
-      'CONFIG_INVALID',
-      'agent.mode (FASTMON_MODE) continuous: directory scanning and watching is not built yet; use message mode',
-    );
+    // The original agent's continuous mode, made real: watch directories instead of stf_ready.
+    if (config.scan.watchDirs.length === 0) {
+      throw new FastmonError(
+        'CONFIG_INVALID',
+        'agent.mode (FASTMON_MODE) continuous needs directories: set scan.watch_dirs (FASTMON_WATCH_DIRS or --watch-dir)',
+      );
+    }
+    return runDirectories('watch', config.scan.watchDirs, config);
   }
   const replay = args.options.get('replay');
   return typeof replay === 'string' ? runReplay(config, replay) : runConsumer(config);

@@ -48,6 +48,18 @@ export interface Config {
     drainTimeoutS: number;
   };
   sampling: SamplingSettings;
+  scan: {
+    watchDirs: string[];
+    patterns: string[];
+    recursive: boolean;
+    lookbackMinutes: number;
+    shard: string;
+    ledger: string;
+    settleMs: number;
+    pollIntervalS: number;
+    nativeWatcher: boolean;
+    failExit: boolean;
+  };
 }
 
 export interface SamplingSettings {
@@ -111,6 +123,7 @@ export function loadConfig(options: LoadOptions = {}): { config: Config; provena
   resolveNamespace(config, provenance, cwd);
   config.agent.dataRoots = config.agent.dataRoots.map((root) => path.resolve(cwd, root));
   if (config.agent.outputDir) config.agent.outputDir = path.resolve(cwd, config.agent.outputDir);
+  config.scan.watchDirs = config.scan.watchDirs.map((dir) => path.resolve(cwd, dir));
   if (config.agent.workers === 0) config.agent.workers = availableParallelism();
   registerSecret(config.broker.password);
   registerSecret(config.monitor.token);
@@ -208,7 +221,7 @@ function parseBool(raw: Raw): boolean | undefined {
 
 function splitList(spec: KeySpec, raw: string): string[] {
   // Data roots are paths: ":"-separated like PATH. Destinations may be ","-separated.
-  const separator = spec.key === 'agent.data_roots' ? /[:,]/ : /,/;
+  const separator = spec.key === 'agent.data_roots' || spec.key === 'scan.watch_dirs' ? /[:,]/ : /,/;
   return raw
     .split(separator)
     .map((s) => s.trim())
@@ -257,6 +270,18 @@ function build(v: Map<string, unknown>): Config {
       httpHost: get('agent.http_host'),
       httpPort: get('agent.http_port'),
       drainTimeoutS: get('agent.drain_timeout_s'),
+    },
+    scan: {
+      watchDirs: get('scan.watch_dirs'),
+      patterns: get('scan.patterns'),
+      recursive: get('scan.recursive'),
+      lookbackMinutes: get('scan.lookback_minutes'),
+      shard: get('scan.shard'),
+      ledger: get('scan.ledger'),
+      settleMs: get('scan.settle_ms'),
+      pollIntervalS: get('scan.poll_interval_s'),
+      nativeWatcher: get('scan.native_watcher'),
+      failExit: get('scan.fail_exit'),
     },
     sampling: {
       stfSelectionFraction: get('sampling.stf_selection_fraction'),

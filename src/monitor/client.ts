@@ -29,6 +29,14 @@ export interface RunRow {
   end_time?: string | null;
 }
 
+/** An StfFile row as swf-monitor returns it (the fields fastmon reads). */
+export interface StfFileRow {
+  stf_filename: string;
+  run: number;
+  file_size_bytes: number | null;
+  checksum: string | null;
+}
+
 /** What fastmon sends for an StfFile row (§3.3); `run` is the Run's `run_id`. */
 export interface NewStfFile {
   run: number;
@@ -127,12 +135,17 @@ export class MonitorClient {
     runNumber: number,
     startTime: Date,
     signal?: AbortSignal,
+    runConditions?: Record<string, unknown>,
   ): Promise<{ runId: number; created: boolean }> {
     const existing = await this.findRun(runNumber, signal);
     if (existing) return { runId: existing.run_id, created: false };
     try {
       const { body } = await this.http.request<RunRow>('POST', '/runs/', {
-        body: { run_number: runNumber, start_time: startTime.toISOString() },
+        body: {
+          run_number: runNumber,
+          start_time: startTime.toISOString(),
+          run_conditions: runConditions ?? null,
+        },
         signal,
       });
       if (!Number.isInteger(body?.run_id)) {
@@ -143,7 +156,7 @@ export class MonitorClient {
       }
       return { runId: body.run_id, created: true };
     } catch (err) {
-      if (!rejectedOn(err, 'run_number')) throw err;
+      if (!alreadyExists(err, 'run_number')) throw err;
       const raced = await this.findRun(runNumber, signal);
       if (!raced) throw err;
       return { runId: raced.run_id, created: false };
@@ -162,9 +175,19 @@ export class MonitorClient {
       await this.http.request('POST', '/stf-files/', { body: row, signal });
       return true;
     } catch (err) {
-      if (rejectedOn(err, 'stf_filename')) return false;
+      if (alreadyExists(err, 'stf_filename')) return false;
       throw err;
     }
+  }
+
+  /** The StfFile row with this name, or null (list shapes as for FastMonFile). */
+  async findStfFile(stfFilename: string, signal?: AbortSignal): Promise<StfFileRow | null> {
+    const { body } = await this.http.request<StfFileRow[] | { results: StfFileRow[] }>('GET', '/stf-files/', {
+      query: { stf_filename: stfFilename },
+      signal,
+    });
+    const rows = Array.isArray(body) ? body : (body?.results ?? []);
+    return rows.find((r) => r.stf_filename === stfFilename) ?? null;
   }
 
   /** The row with this `tf_filename`, or null. Accepts both list shapes (plain and ?limit= paginated). */
@@ -184,9 +207,13 @@ export class MonitorClient {
   }
 }
 
-/** A 400 whose DRF error body names this field (a unique-constraint violation, typically). */
-export function rejectedOn(err: unknown, field: string): boolean {
+/**
+ * swf-monitor's 400 for a unique field (DRF: "<model> with this <field> already exists."), as
+ * opposed to other 400s on the same field (too long, wrong type), which are real errors.
+ */
+export function alreadyExists(err: unknown, field: string): boolean {
   if (!isFastmonError(err, 'MONITOR_REJECTED') || err.details?.status !== 400) return false;
-  const response = err.details.response;
-  return typeof response === 'object' && response !== null && field in response;
+  const response = err.details.response as Record<string, unknown> | null | undefined;
+  const messages = response && typeof response === 'object' ? response[field] : undefined;
+  return Array.isArray(messages) && messages.some((m) => /already exists/i.test(String(m)));
 }

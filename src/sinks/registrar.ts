@@ -2,10 +2,10 @@
 
 import type { Logger } from '../log/logger.js';
 import {
+  alreadyExists,
   type FastMonFileRow,
   type MonitorClient,
   type NewFastMonFile,
-  rejectedOn,
 } from '../monitor/client.js';
 
 export interface SampleRecord {
@@ -78,7 +78,7 @@ export class MonitorRegistrar implements Registrar {
       const row = await this.client.createFastMonFile(toRow(sample), signal);
       return { tfFileId: row.tf_file_id, created: true };
     } catch (err) {
-      if (!rejectedOn(err, 'tf_filename')) throw err;
+      if (!alreadyExists(err, 'tf_filename')) throw err;
       const existing = await this.client.findFastMonFile(sample.tfFilename, signal);
       if (!existing) throw err;
       const conflict = describeConflict(existing, sample);

@@ -307,7 +307,9 @@ describe('binary STFs with TF extraction', () => {
           endNs: 0n,
           tfLengths: Array.from({ length: 200 }, (_, i) => 1000 + i),
         },
-        (tf, offset, into) => into.fill((tf + offset + seq) & 0xff),
+        (tf, offset, into) => {
+          into.fill((tf + offset + seq) & 0xff);
+        },
       );
     }
     truncateSync(path.join(data, stfName(2)), 5000); // cut short, as by a failed transfer

@@ -52,9 +52,9 @@ describe('swf-fastmon command line', () => {
     expect(code).toBe(0);
     for (const name of ['agent', 'scan', 'watch', 'gen', 'client'])
       expect(stdout).toMatch(new RegExp(`^  ${name} `, 'm'));
-    const reserved = await run(['scan']);
+    const reserved = await run(['client']);
     expect(reserved.code).toBe(2);
-    expect(reserved.stderr).toMatch(/reserved for the scan-and-watch issue/);
+    expect(reserved.stderr).toMatch(/reserved for the live-view issue/);
   });
 
   it('prints the resolved configuration with secrets redacted', async () => {

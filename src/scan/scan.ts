@@ -1,0 +1,115 @@
+// One pass over STF directories: walk, filter (pattern, age, shard, ledger), feed the agent in bounded batches.
+
+import type { Agent } from '../agent/agent.js';
+import type { Config } from '../config/load.js';
+import type { Logger } from '../log/logger.js';
+import type { StfResult } from '../scheduler/scheduler.js';
+import type { Ledger } from './ledger.js';
+import { compilePatterns, inShard, parseShard, withinLookback } from './select.js';
+import { walk } from './walk.js';
+
+export interface ScanCounts {
+  seen: number;
+  sampled: number;
+  skipped: number;
+  failed: number;
+  /** Handled before (the ledger says so, and the file has not changed since). */
+  already: number;
+  /** Older than the lookback window. */
+  old: number;
+  /** Belong to another shard. */
+  otherShard: number;
+  /** Could not be read or are not STFs (reason in the log): permissions, loops, zero bytes, names. */
+  unreadable: number;
+}
+
+export function emptyScanCounts(): ScanCounts {
+  return { seen: 0, sampled: 0, skipped: 0, failed: 0, already: 0, old: 0, otherShard: 0, unreadable: 0 };
+}
+
+export interface ScanContext {
+  agent: Agent;
+  ledger: Ledger;
+  config: Config;
+  logger: Logger;
+  counts: ScanCounts;
+  signal?: AbortSignal;
+  /** Called as counts change, for the progress bar. */
+  onProgress?: () => void;
+}
+
+/**
+ * Failures that the same bytes will always produce are recorded, so a restart does not retry
+ * them; failures of the monitor, the broker or the disk are not, so the next pass retries.
+ */
+const PERMANENT = /^(STF_|PATH_|RUN_UNKNOWN)/;
+
+/** Scans `dirs` once. Resolves when every accepted file is handled. */
+export async function scanOnce(dirs: string[], ctx: ScanContext): Promise<void> {
+  const { config } = ctx;
+  const match = compilePatterns(config.scan.patterns);
+  const shard = config.scan.shard ? parseShard(config.scan.shard) : null;
+  const pending = new Set<Promise<void>>();
+  const limit = config.agent.maxInFlight * 2;
+  const now = Date.now();
+  for await (const entry of walk(dirs, { recursive: config.scan.recursive, match, signal: ctx.signal })) {
+    if (entry.kind === 'skip') {
+      ctx.counts.unreadable++;
+      ctx.logger.warn({ path: entry.path, reason: entry.reason }, `file skipped: ${entry.message}`);
+      ctx.onProgress?.();
+      continue;
+    }
+    ctx.counts.seen++;
+    if (!withinLookback(entry.mtimeMs, now, config.scan.lookbackMinutes)) {
+      ctx.counts.old++;
+    } else if (shard && !inShard(entry.relative, shard)) {
+      ctx.counts.otherShard++;
+    } else if (isUnchanged(ctx.ledger, entry.path, entry.size, entry.mtimeMs)) {
+      ctx.counts.already++;
+    } else {
+      const work = handleFile(entry.path, entry.size, entry.mtimeMs, ctx);
+      pending.add(work);
+      void work.finally(() => pending.delete(work));
+      // Bounded in-flight work: the walk waits while the pipeline is full.
+      while (pending.size >= limit) await Promise.race(pending);
+    }
+    ctx.onProgress?.();
+  }
+  await Promise.all(pending);
+}
+
+export function isUnchanged(ledger: Ledger, file: string, size: number, mtimeMs: number): boolean {
+  const previous = ledger.get(file);
+  return previous !== undefined && previous.size === size && previous.mtimeMs === mtimeMs;
+}
+
+/** Hands one complete file to the agent and records the outcome in the ledger. */
+export async function handleFile(
+  file: string,
+  size: number,
+  mtimeMs: number,
+  ctx: ScanContext,
+): Promise<void> {
+  const result: StfResult = await ctx.agent.handleDiskStf(file);
+  switch (result.outcome) {
+    case 'sampled':
+      if (result.failed > 0 || (result.unbroadcast ?? 0) > 0) ctx.counts.failed++;
+      else ctx.counts.sampled++;
+      break;
+    case 'skipped':
+    case 'duplicate':
+      ctx.counts.skipped++;
+      break;
+    default:
+      ctx.counts.failed++;
+  }
+  ctx.onProgress?.();
+  const complete =
+    result.outcome === 'sampled' ? result.failed === 0 && (result.unbroadcast ?? 0) === 0 : true;
+  const permanent = result.outcome !== 'failed' || PERMANENT.test(result.error?.code ?? '');
+  if (complete && permanent) {
+    const outcome =
+      result.outcome === 'sampled' ? 'sampled' : result.outcome === 'failed' ? 'failed' : 'skipped';
+    await ctx.ledger.record(file, { size, mtimeMs, outcome });
+  }
+}
