@@ -51,24 +51,21 @@ const REWRITE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC
 // Keys on disk: the last field of a line, so tabs stay as they are. Backslash, LF and CR are escaped, and
 // so are lone surrogates, which UTF-8 cannot carry (a walker may hand over any JS string).
 
-const NEEDS_ESCAPE = /[\\\n\r\ud800-\udfff]/;
+/** In unicode mode a surrogate range matches only a surrogate that is not half of a pair. */
+const NEEDS_ESCAPE = /[\\\n\r\ud800-\udfff]/gu;
 const ESCAPED = /\\(?:u([0-9a-f]{4})|([\\nr]))/g;
 const UNESCAPED: Record<string, string> = { '\\': '\\', n: '\n', r: '\r' };
 
 /** The canonical on-disk form of a key; distinct keys always give distinct forms. */
 export function escapeKey(key: string): string {
-  if (!NEEDS_ESCAPE.test(key)) return key;
-  let out = '';
-  for (let i = 0; i < key.length; i++) {
-    const unit = key.charCodeAt(i);
-    if (unit === 0x5c) out += '\\\\';
-    else if (unit === 0x0a) out += '\\n';
-    else if (unit === 0x0d) out += '\\r';
-    else if (isHighSurrogate(unit) && isLowSurrogate(key.charCodeAt(i + 1))) out += key.slice(i, ++i + 1);
-    else if (isHighSurrogate(unit) || isLowSurrogate(unit)) out += `\\u${unit.toString(16)}`;
-    else out += key[i];
-  }
-  return out;
+  return key.replace(NEEDS_ESCAPE, escapeUnit);
+}
+
+function escapeUnit(unit: string): string {
+  if (unit === '\\') return '\\\\';
+  if (unit === '\n') return '\\n';
+  if (unit === '\r') return '\\r';
+  return `\\u${unit.charCodeAt(0).toString(16)}`;
 }
 
 export function unescapeKey(canonical: string): string {
@@ -78,22 +75,14 @@ export function unescapeKey(canonical: string): string {
   );
 }
 
-function isHighSurrogate(unit: number): boolean {
-  return unit >= 0xd800 && unit <= 0xdbff;
-}
-
-function isLowSurrogate(unit: number): boolean {
-  return unit >= 0xdc00 && unit <= 0xdfff;
-}
-
 // ---------------------------------------------------------------------------------------------------------
 
 /**
  * The ledger in memory: canonical keys as UTF-8 in one byte arena, values in typed arrays, and a
- * linear-probing table of entry numbers. A Map<string, …> of a million 53-character keys measured
- * ~220 MB RSS on Node 20 (a string object and a map entry per key, plus GC headroom) and gives every
- * major GC a million objects to trace; this holds the same in ~100 MB that the GC never looks into,
- * and loading needs no string per line.
+ * linear-probing table of entry numbers. A Map<string, number> of a million 53-character keys added
+ * ~180 MB to the RSS on Node 20 (a string and a map entry per key, plus GC headroom) and gives every
+ * major GC a million objects to trace; this adds ~105 MB that the GC never looks into, and loading
+ * makes no string per line.
  */
 class KeyIndex {
   arena: Buffer;
@@ -242,10 +231,13 @@ class KeyIndex {
     this.arena = arena;
   }
 
-  /** Sizes the index for a load; pages that stay unused are never touched, so they take no memory. */
+  /**
+   * Sizes the entry arrays and the arena for a load, so they are not copied again and again: pages that
+   * stay unused are never touched, so they take no memory. Not the slots, which fill at random: a file
+   * of mostly superseded lines would make them all resident.
+   */
   reserve(entries: number, arenaBytes: number): void {
     if (entries > this.outcomes.length) this.growEntries(2 ** Math.ceil(Math.log2(entries)));
-    if (this.outcomes.length * 2 > this.slots.length) this.growSlots(this.outcomes.length * 2);
     if (arenaBytes > this.arena.length) this.growArena(arenaBytes);
   }
 
@@ -258,8 +250,8 @@ class KeyIndex {
     this.outcomes = grown(this.outcomes, capacity);
   }
 
-  private growSlots(length = this.slots.length * 2): void {
-    const slots = new Int32Array(length);
+  private growSlots(): void {
+    const slots = new Int32Array(this.slots.length * 2);
     const mask = slots.length - 1;
     for (const held of this.slots) {
       if (held === 0) continue;
@@ -402,8 +394,9 @@ function bytesEqual(buf: Buffer, start: number, end: number, word: Buffer): bool
 }
 
 function outcomeCode(buf: Buffer, start: number, end: number): number {
-  for (let i = 0; i < OUTCOME_BYTES.length; i++)
+  for (let i = 0; i < OUTCOME_BYTES.length; i++) {
     if (bytesEqual(buf, start, end, OUTCOME_BYTES[i]!)) return i + 1;
+  }
   return DEAD;
 }
 
@@ -420,9 +413,8 @@ function parseSize(buf: Buffer, start: number, end: number): number {
 
 /** Number() parses what String() printed, exactly; the byte checks keep it from accepting '' or ' '. */
 function parseMtime(buf: Buffer, start: number, end: number): number {
-  if (end === start || !isDigit(buf[end - 1]!) || !(isDigit(buf[start]!) || buf[start] === 0x2d))
-    return Number.NaN;
-  return Number(buf.toString('latin1', start, end));
+  const plausible = end > start && isDigit(buf[end - 1]!) && (isDigit(buf[start]!) || buf[start] === 0x2d);
+  return plausible ? Number(buf.toString('latin1', start, end)) : Number.NaN;
 }
 
 function isDigit(byte: number): boolean {
@@ -554,8 +546,9 @@ export class Ledger {
     if (!Number.isSafeInteger(value.size) || value.size < 0) {
       throw new TypeError(`ledger size must be a non-negative integer, got ${value.size}`);
     }
-    if (!Number.isFinite(value.mtimeMs))
+    if (!Number.isFinite(value.mtimeMs)) {
       throw new TypeError(`ledger mtimeMs must be finite, got ${value.mtimeMs}`);
+    }
     const canonical = escapeKey(key);
     const line = `${value.outcome}\t${value.size}\t${value.mtimeMs}\t${canonical}\n`;
     return this.enqueue(line, canonical, outcome, value.size, value.mtimeMs);
@@ -636,7 +629,8 @@ export class Ledger {
 
   /** Group commit: everything queued while the previous batch was syncing goes in one write and one sync. */
   private async commit(): Promise<void> {
-    const batch = this.queue.splice(0, 1);
+    const batch = this.queue;
+    this.queue = [];
     if (batch.length === 0) return;
     const text = batch.map((op) => op.line).join('');
     try {

@@ -1,0 +1,83 @@
+// TF extraction throughput beside a plain read of the same byte ranges.
+
+import { open } from 'node:fs/promises';
+import path from 'node:path';
+import type { TfEntry } from '../workers/stf-format.js';
+import { readStf } from '../workers/stf-reader.js';
+import runStfTask from '../workers/stf-task.js';
+import { writeStf } from '../workers/stf-writer.js';
+import { quick, type Row, scratch, stfDescription } from './common.js';
+
+/**
+ * Extraction MB/s (sampled bytes read, verified, written and checksummed) beside a plain read of
+ * the same byte ranges in 1 MiB chunks, both from the page cache.
+ */
+export async function extraction(): Promise<Row[]> {
+  const dir = scratch('extract');
+  const stf = path.join(dir, 'swf.101993.000001.stf');
+  const tfBytes = quick ? 50_000 : 200_000;
+  let seed = 1;
+  await writeStf(stf, stfDescription(1000, tfBytes), (_tf, _o, into) => {
+    for (let i = 0; i < into.length; i += 4) {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      into.writeInt32LE(seed | 0, i);
+    }
+  });
+  const task = {
+    seed: 's',
+    runId: '101993',
+    stfFilename: path.basename(stf),
+    fileUrl: null,
+    filename: path.basename(stf),
+    messageSizeBytes: null,
+    messageTfCount: null,
+    messageChecksum: null,
+    dataRoots: [dir],
+    tfCountDefault: 1000,
+    settings: { tfFilesPerStf: 7, tfSizeFraction: 0.15, tfSequenceStart: 1 },
+    outputDir: path.join(dir, 'out'),
+    stfChecksum: false,
+  };
+  const rounds = quick ? 3 : 10;
+  const first = await runStfTask(task);
+  if (!first.ok) throw new Error(first.error.message);
+  const index = (await readStf(stf)).tfIndex ?? [];
+  const spans = first.samples.map((s) => {
+    const a = index[s.tfFirst] as TfEntry;
+    const b = index[s.tfLast] as TfEntry;
+    return [a.offset, b.offset + b.length] as const;
+  });
+  const sampled = first.samples.reduce((sum, s) => sum + s.tfCount * tfBytes, 0);
+  let started = performance.now();
+  for (let r = 0; r < rounds; r++) await runStfTask(task);
+  const extractMBs = (sampled * rounds) / 1e6 / ((performance.now() - started) / 1000);
+  const chunk = Buffer.alloc(1 << 20);
+  started = performance.now();
+  for (let r = 0; r < rounds; r++) {
+    const handle = await open(stf, 'r');
+    for (const [begin, end] of spans) {
+      for (let at = begin; at < end; at += chunk.length)
+        await handle.read(chunk, 0, Math.min(chunk.length, end - at), at);
+    }
+    await handle.close();
+  }
+  const readMBs = (sampled * rounds) / 1e6 / ((performance.now() - started) / 1000);
+  return [
+    {
+      name: `plain read of the sampled ranges (${(sampled / 1e6).toFixed(0)} MB/STF)`,
+      value: readMBs,
+      unit: 'MB/s',
+      baseline: '-',
+      ratio: 1,
+    },
+    {
+      name: 'TF extraction to sample files',
+      value: extractMBs,
+      unit: 'MB/s',
+      baseline: 'plain read',
+      ratio: extractMBs / readMBs,
+    },
+  ];
+}
