@@ -175,7 +175,7 @@ describe('ledger durability', () => {
     const file = tempLedger();
     writeFileSync(file, '{"kind":"fastmon_file","tf_filename":"x"}\n');
     const err = await Ledger.open(file).catch((e: unknown) => e);
-    expect(isFastmonError(err, 'CONFIG_INVALID')).toBe(true);
+    expect(isFastmonError(err, 'LEDGER_INVALID')).toBe(true);
     expect(readFileSync(file, 'utf8')).toBe('{"kind":"fastmon_file","tf_filename":"x"}\n');
   });
 

@@ -361,7 +361,7 @@ export const KEYS: readonly KeySpec[] = [
   {
     key: 'scan.ledger',
     type: 'string',
-    default: 'fastmon-ledger.jsonl',
+    default: 'fastmon-ledger.tsv',
     env: 'FASTMON_LEDGER',
     flag: 'ledger',
     doc: 'Durable record of the files handled, so a restart does not process a file twice.',

@@ -322,6 +322,55 @@ describe('swf-fastmon watch', () => {
     expect(catalogRowsSafe(catalog).filter((r) => r.kind === 'fastmon_file')).toHaveLength(28);
   });
 
+  it('takes a burst of thousands of new files in a second, each exactly once', async () => {
+    const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+    const top = mkdtempSync(path.join(base, 'fastmon-burst-'));
+    made.push(top);
+    const dir = path.join(top, 'incoming');
+    const staging = path.join(top, 'staging');
+    mkdirSync(dir);
+    mkdirSync(staging);
+    const catalog = path.join(top, 'catalog.jsonl');
+    const args = [
+      'watch',
+      '--catalog',
+      catalog,
+      '--settle-ms',
+      '200',
+      '--poll-interval-s',
+      '2',
+      '--tf-files-per-stf',
+      '1',
+      dir,
+    ];
+    const w = start(args, { SWF_LOG_LEVEL: 'info' }, top);
+    await until(
+      () => w.out.stderr.includes('watching for new STFs'),
+      'the watcher to start',
+      () => w.out.stderr,
+    );
+    const names: string[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const name = `swf.104000.${String(i).padStart(6, '0')}.stf`;
+      writeFileSync(path.join(staging, name), '{"run_id": 104000}');
+      names.push(name);
+    }
+    for (const name of names) renameSync(path.join(staging, name), path.join(dir, name)); // well under a second
+    const stfs = () => catalogRowsSafe(catalog).filter((r) => r.kind === 'stf_file');
+    await until(
+      () => stfs().length >= 3000,
+      '3000 STFs',
+      () => w.out.stderr,
+      120_000,
+    );
+    await new Promise((r) => setTimeout(r, 2500)); // one more rescan: nothing may come twice
+    w.proc.kill('SIGTERM');
+    expect(await w.exited).toBe(0);
+    const seen = stfs().map((r) => String(r.stf_filename));
+    expect(seen).toHaveLength(3000);
+    expect(new Set(seen)).toEqual(new Set(names));
+  }, 180_000);
+
   it('runs as the agent in FASTMON_MODE=continuous over FASTMON_WATCH_DIRS', async () => {
     const top = temp();
     const dir = path.join(top, 'daq');
