@@ -32,7 +32,7 @@ async function endToEnd(stfs: number, inline: boolean, workers: number): Promise
   const agent = new Agent({ config, logger: silentLogger(), stdout: sink, consume: false, inline });
   await agent.start();
   const started = performance.now();
-  const work: Promise<void>[] = [];
+  const work: Promise<unknown>[] = [];
   for (let i = 1; i <= stfs; i++) {
     const filename = `swf.101993.${String(i).padStart(6, '0')}.stf`;
     work.push(agent.handleMessage(JSON.stringify({ msg_type: 'stf_ready', run_id: '101993', filename })));

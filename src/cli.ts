@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { agentCommand } from './cli/agent-command.js';
 import { genCommand } from './cli/gen-command.js';
-import { configMarkdown } from './cli/help.js';
+import { configMarkdown, writeConfigTable } from './cli/help.js';
 import { scanCommand, watchCommand } from './cli/scan-command.js';
 import { FastmonError } from './errors.js';
 import { redactText } from './log/redact.js';
@@ -65,7 +65,11 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   if (name === 'config-table') {
-    // Used to regenerate the README's configuration table.
+    // Maintainers' tool: prints the README's configuration table, or rewrites it in place (--write FILE).
+    if (rest[0] === '--write' && rest[1]) {
+      writeConfigTable(rest[1]);
+      return 0;
+    }
     process.stdout.write(`${configMarkdown()}\n`);
     return 0;
   }

@@ -30,6 +30,21 @@ import { CatalogRegistrar } from '../sinks/catalog.js';
 import { MonitorRegistrar, type Registrar } from '../sinks/registrar.js';
 import { Heartbeats, type OperationalState, osUser } from './heartbeat.js';
 
+/** What becomes of a broker message once handled: acknowledged, or handled again later. */
+export type Verdict = 'ack' | 'retry';
+
+/**
+ * An STF is done when every sample is registered (or safely in the outbox) and broadcast, or when
+ * it failed for a reason redelivery cannot cure (a corrupt file, a path outside the roots).
+ */
+function verdictOf(result: StfResult): Verdict {
+  if (result.outcome === 'sampled')
+    return result.failed === 0 && (result.unbroadcast ?? 0) === 0 ? 'ack' : 'retry';
+  if (result.outcome === 'failed')
+    return /^(MONITOR_|PUBLISH_|WORKER_|OUTBOX_)/.test(result.error?.code ?? '') ? 'retry' : 'ack';
+  return 'ack';
+}
+
 export interface AgentOptions {
   config: Config;
   logger: Logger;
@@ -131,7 +146,7 @@ export class Agent {
         useSsl: config.broker.useSsl,
         caFile: config.broker.sslCaCerts,
         heartbeatMs: config.broker.heartbeatMs,
-        clientId: this.name,
+        clientId: config.broker.clientId || this.name,
         reconnectMaxMs: config.broker.reconnectMaxMs,
         logger,
       });
@@ -216,27 +231,19 @@ export class Agent {
    * One message body from any source. Resolves when the message is fully handled (for an
    * stf_ready: sampled, registered and broadcast); never rejects: bad input is logged and counted.
    */
-  async handleMessage(body: string, messageId = ''): Promise<void> {
+  async handleMessage(body: string, messageId = ''): Promise<Verdict> {
     const { logger, metrics, config } = this;
-    if (Buffer.byteLength(body, 'utf8') > config.agent.maxMessageBytes) {
-      metrics.messagesRejected.inc({ code: 'MESSAGE_TOO_LARGE' });
-      logger.error(
-        { code: 'MESSAGE_TOO_LARGE', msgId: messageId, bytes: Buffer.byteLength(body, 'utf8') },
-        `message refused: larger than ${config.agent.maxMessageBytes} bytes`,
-      );
-      return;
+    const bytes = Buffer.byteLength(body, 'utf8');
+    if (bytes > config.agent.maxMessageBytes) {
+      const reason = `larger than ${config.agent.maxMessageBytes} bytes (${bytes})`;
+      return this.refuse(body, messageId, 'MESSAGE_TOO_LARGE', reason, { bytes });
     }
     let message: Incoming;
     try {
       message = decodeMessage(body);
     } catch (err) {
       const code = isFastmonError(err) ? err.code : 'MESSAGE_INVALID';
-      metrics.messagesRejected.inc({ code });
-      logger.error(
-        { code, msgId: messageId, details: (err as FastmonError).details },
-        `message refused: ${messageOf(err)}`,
-      );
-      return;
+      return this.refuse(body, messageId, code, messageOf(err), (err as FastmonError).details);
     }
     metrics.messages.inc({ msg_type: message.msgType });
     // BaseAgent's rule: drop only when both sides have a namespace and they differ.
@@ -247,13 +254,13 @@ export class Agent {
         { msgId: messageId, namespace: message.namespace, msgType: message.msgType },
         'message of another namespace ignored',
       );
-      return;
+      return 'ack';
     }
-    if ('ignored' in message) return;
+    if ('ignored' in message) return 'ack';
     if (message.msgType === 'stf_ready') {
-      await this.requireScheduler().submit(message, messageId);
+      const result = await this.requireScheduler().submit(message, messageId);
       this.heartbeats?.changed();
-      return;
+      return verdictOf(result);
     }
     const work = this.onLifecycle(message, messageId);
     this.lifecycleWork.add(work);
@@ -262,6 +269,41 @@ export class Agent {
     } finally {
       this.lifecycleWork.delete(work);
     }
+    return 'ack';
+  }
+
+  /**
+   * A poison message: logged and counted with the reason, sent to the dead-letter destination when
+   * there is one, and acknowledged, so it never stalls the stream nor comes back.
+   */
+  private async refuse(
+    body: string,
+    messageId: string,
+    code: string,
+    reason: string,
+    details: unknown,
+  ): Promise<Verdict> {
+    this.metrics.messagesRejected.inc({ code });
+    this.logger.error({ code, msgId: messageId, details }, `message refused: ${reason}`);
+    const deadLetter = this.config.broker.deadLetter;
+    if (deadLetter && this.broker) {
+      // The body is kept as text: it may not be JSON at all.
+      const envelope = {
+        msg_type: 'fastmon_dead_letter',
+        processed_by: this.name,
+        code,
+        reason,
+        message_id: messageId,
+        body: body.length > 65536 ? `${body.slice(0, 65536)}…` : body,
+        timestamp: new Date().toISOString(),
+      };
+      await this.broker
+        .publish(deadLetter, JSON.stringify(envelope), { msg_type: 'fastmon_dead_letter', reason_code: code })
+        .catch((err) =>
+          this.logger.error({ code: 'PUBLISH_FAILED' }, `dead letter not sent: ${messageOf(err)}`),
+        );
+    }
+    return 'ack';
   }
 
   /**
@@ -312,8 +354,9 @@ export class Agent {
       { reason, inFlight: this.scheduler?.inFlight ?? 0 },
       'stopping: no new messages, draining in-flight work',
     );
-    this.unsubscribe?.();
-    this.unsubscribe = null;
+    // The subscription stays until the drain is over: messages in hand are acknowledged on it
+    // (an ACK after UNSUBSCRIBE is lost, and the broker would hand them out again); new ones are
+    // left unacknowledged (deliver() checks `stopping`) and go to the next consumer.
     if (this.scheduler) {
       const drained = await this.idle(config.agent.drainTimeoutS * 1000);
       if (!drained)
@@ -322,6 +365,8 @@ export class Agent {
           'drain timeout reached; unfinished STFs are abandoned',
         );
     }
+    this.unsubscribe?.();
+    this.unsubscribe = null;
     await this.heartbeats?.exit();
     await this.broker?.close();
     await this.executor?.close();
@@ -346,18 +391,50 @@ export class Agent {
 
   private subscribe(broker: StompConnection): void {
     const { config, logger } = this;
-    const headers: Record<string, string> = {};
-    if (config.broker.skipOwnBroadcasts) {
+    const b = config.broker;
+    const headers: Record<string, string> = { 'activemq.prefetchSize': String(b.prefetch) };
+    if (b.skipOwnBroadcasts) {
       // Our broadcasts carry a msg_type header; other producers send none (BaseAgent sets no headers).
       headers.selector = `msg_type IS NULL OR msg_type NOT IN (${OWN_TYPES.map((t) => `'${t}'`).join(', ')})`;
     }
-    this.unsubscribe = broker.subscribe(
-      { destination: config.broker.subscription, ack: 'auto', headers },
-      (message: InboundMessage) => {
-        void this.handleMessage(message.body, message.messageId).finally(() => message.ack());
-      },
+    if (b.durableSubscription) {
+      // ActiveMQ Classic reads the first, Artemis the second (and accepts the first too).
+      headers['activemq.subscriptionName'] = b.durableSubscription;
+      headers['durable-subscription-name'] = b.durableSubscription;
+    }
+    this.unsubscribe = broker.subscribe({ destination: b.subscription, ack: b.ack, headers }, (message) => {
+      void this.deliver(message);
+    });
+    logger.info(
+      { destination: b.subscription, ack: b.ack, durable: b.durableSubscription || null },
+      'subscribed',
     );
-    logger.info({ destination: config.broker.subscription }, 'subscribed');
+  }
+
+  /**
+   * At-least-once: a message is acknowledged only once handled (samples registered or in the
+   * outbox, and broadcast). A passing failure is retried here, with backoff, rather than NACKed:
+   * ActiveMQ Classic takes a STOMP NACK as a poison acknowledgement and drops the message (or
+   * dead-letters it), which is the opposite of a retry. When the agent stops or the connection
+   * drops first, the message stays unacknowledged and the broker hands it out again.
+   */
+  private async deliver(message: InboundMessage): Promise<void> {
+    if (this.stopping) return;
+    for (let attempt = 0; ; attempt++) {
+      const verdict = await this.handleMessage(message.body, message.messageId);
+      if (verdict === 'ack') {
+        message.ack();
+        return;
+      }
+      if (this.stopping || !message.isLive()) return;
+      const waitMs = Math.min(30_000, 500 * 2 ** attempt);
+      this.logger.warn(
+        { msgId: message.messageId, attempt: attempt + 1, retryInMs: waitMs },
+        'message not fully handled; retrying',
+      );
+      await sleep(waitMs);
+      if (this.stopping || !message.isLive()) return;
+    }
   }
 
   private async onLifecycle(message: RunLifecycle, messageId: string): Promise<void> {

@@ -12,7 +12,7 @@ import type { Agent } from './agent.js';
  */
 export async function replayFile(agent: Agent, file: string, maxQueued: number): Promise<number> {
   const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
-  const pending = new Set<Promise<void>>();
+  const pending = new Set<Promise<unknown>>();
   const name = path.basename(file);
   let number = 0;
   let messages = 0;

@@ -1,5 +1,6 @@
 // Help and documentation text generated from the configuration table, so they cannot drift apart.
 
+import { readFileSync, writeFileSync } from 'node:fs';
 import { KEYS, type KeySpec } from '../config/keys.js';
 
 function shownDefault(spec: KeySpec): string {
@@ -25,4 +26,14 @@ export function configMarkdown(): string {
   return ['| key (TOML) | environment | flag | default | meaning |', '|---|---|---|---|---|', ...rows].join(
     '\n',
   );
+}
+
+/** Replaces the table between the config-table markers of a Markdown file. */
+export function writeConfigTable(file: string): void {
+  const text = readFileSync(file, 'utf8');
+  const start = text.indexOf('<!-- config-table');
+  const end = text.indexOf('<!-- /config-table -->');
+  if (start === -1 || end === -1) throw new Error(`${file} has no <!-- config-table --> markers`);
+  const open = text.indexOf('\n', start) + 1;
+  writeFileSync(file, `${text.slice(0, open)}${configMarkdown()}\n${text.slice(end)}`);
 }

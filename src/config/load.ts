@@ -21,6 +21,11 @@ export interface Config {
     subscription: string;
     broadcast: string[];
     skipOwnBroadcasts: boolean;
+    ack: 'client-individual' | 'auto';
+    prefetch: number;
+    clientId: string;
+    durableSubscription: string;
+    deadLetter: string;
   };
   monitor: {
     url: string;
@@ -38,6 +43,8 @@ export interface Config {
     logLevel: string;
     dataRoots: string[];
     catalog: string;
+    outbox: string;
+    outboxMaxBytes: number;
     outputDir: string;
     stfChecksum: boolean;
     workers: number;
@@ -244,6 +251,11 @@ function build(v: Map<string, unknown>): Config {
       subscription: get('broker.subscription'),
       broadcast: get('broker.broadcast'),
       skipOwnBroadcasts: get('broker.skip_own_broadcasts'),
+      ack: get('broker.ack'),
+      prefetch: get('broker.prefetch'),
+      clientId: get('broker.client_id'),
+      durableSubscription: get('broker.durable_subscription'),
+      deadLetter: get('broker.dead_letter'),
     },
     monitor: {
       url: get<string>('monitor.url').replace(/\/+$/, ''),
@@ -262,6 +274,8 @@ function build(v: Map<string, unknown>): Config {
       logLevel: level === 'warning' ? 'warn' : level === 'critical' ? 'fatal' : level,
       dataRoots: get('agent.data_roots'),
       catalog: get('agent.catalog'),
+      outbox: get('agent.outbox'),
+      outboxMaxBytes: get('agent.outbox_max_bytes'),
       outputDir: get('agent.output_dir'),
       stfChecksum: get('agent.stf_checksum'),
       workers: get('agent.workers'),

@@ -30,7 +30,6 @@ interface Client {
     listener: (err: Error | null, message: Frame) => void,
   ): StompitSubscription;
   ack(message: Frame): void;
-  nack(message: Frame): void;
   disconnect(callback?: (err: Error | null) => void): void;
   destroy(err?: Error): void;
 }
@@ -65,7 +64,11 @@ export interface InboundMessage {
   messageId: string;
   /** Acknowledge (client-individual subscriptions only; a no-op for auto). */
   ack(): void;
-  nack(): void;
+  /**
+   * False once the connection it came on is gone: it can no longer be acknowledged, and the
+   * broker hands it out again (that is the at-least-once guarantee).
+   */
+  isLive(): boolean;
 }
 
 export interface SubscriptionSpec {
@@ -353,9 +356,7 @@ export class StompConnection extends EventEmitter {
         ack: () => {
           if (isClientAck && this.client === client) client.ack(message);
         },
-        nack: () => {
-          if (isClientAck && this.client === client) client.nack(message);
-        },
+        isLive: () => this.client === client,
       };
       sub.handler(inbound);
     });

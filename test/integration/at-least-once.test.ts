@@ -1,0 +1,137 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startTestAgent, type TestAgent } from '../support/agent.js';
+import { type Collector, TestPeer, uniqueTopic } from '../support/broker.js';
+import { type MonitorDouble, startMonitorDouble } from '../support/monitor-double.js';
+
+const RUN = '108000';
+let double: MonitorDouble;
+let peer: TestPeer;
+let topic: string;
+let seen: Collector;
+let running: TestAgent[] = [];
+
+beforeAll(async () => {
+  double = await startMonitorDouble();
+  peer = await TestPeer.connect();
+});
+afterAll(async () => {
+  await peer.close();
+  await double.close();
+});
+beforeEach(async () => {
+  double.reset();
+  for (let seq = 1; seq <= 20; seq++) double.addStfFile({ stf_filename: name(seq), run_number: Number(RUN) });
+  topic = uniqueTopic('alo');
+  seen = await peer.collect(`${topic}.out`);
+});
+afterEach(async () => {
+  await Promise.all(running.map((a) => a.stop()));
+  running = [];
+});
+
+function name(seq: number): string {
+  return `swf.${RUN}.${String(seq).padStart(6, '0')}.stf`;
+}
+
+function stfReady(seq: number) {
+  return { msg_type: 'stf_ready', filename: name(seq), run_id: RUN, state: 'run', substate: 'physics' };
+}
+
+async function agent(env: Record<string, string>): Promise<TestAgent> {
+  const a = await startTestAgent({
+    monitor: double,
+    env: {
+      FASTMON_SUBSCRIPTION: topic,
+      FASTMON_BROADCAST: `${topic}.out`,
+      FASTMON_OUTBOX: `/tmp/fastmon-outbox-${randomUUID()}.jsonl`,
+      ...env,
+    },
+  });
+  running.push(a);
+  return a;
+}
+
+async function waitUntil(predicate: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('at-least-once consumption', () => {
+  it('a durable subscription keeps the stf_ready published while the agent was down', async () => {
+    const env = {
+      FASTMON_CLIENT_ID: `fastmon-durable-${randomUUID().slice(0, 8)}`,
+      FASTMON_DURABLE_SUBSCRIPTION: 'fastmon',
+    };
+    const first = await agent(env);
+    await peer.publish(topic, stfReady(1));
+    await seen.waitFor((c) => c.bodies('tf_file_registered').length === 7, 15_000, 'the first STF');
+    await first.stop();
+    running = [];
+    // Down: these two wait on the broker.
+    await peer.publish(topic, stfReady(2));
+    await peer.publish(topic, stfReady(3));
+    await agent(env);
+    await seen.waitFor(
+      (c) => c.bodies('tf_file_registered').length === 21,
+      15_000,
+      'the STFs published while down',
+    );
+    expect(double.fastmonFiles).toHaveLength(21);
+  });
+
+  it('retries a message whose samples could not be registered, and acknowledges it only then', async () => {
+    const env = {
+      FASTMON_CLIENT_ID: `fastmon-retry-${randomUUID().slice(0, 8)}`,
+      FASTMON_DURABLE_SUBSCRIPTION: 'fastmon',
+      FASTMON_MONITOR_RETRIES: '0',
+    };
+    const a = await agent(env);
+    double.fail({
+      path: '/fastmon-files/',
+      method: 'POST',
+      status: 400,
+      body: { detail: 'passing trouble' },
+      times: 3,
+    });
+    await peer.publish(topic, stfReady(4));
+    await seen.waitFor(
+      (c) => c.bodies('tf_file_registered').length >= 7,
+      20_000,
+      'the samples after the retry',
+    );
+    expect(new Set(double.fastmonFiles.map((r) => r.tf_filename)).size).toBe(7);
+    expect(a.logs.find((r) => r.msg === 'message not fully handled; retrying')).toBeDefined();
+    // Acknowledged: a restart on the same durable subscription gets nothing again.
+    await a.stop();
+    running = [];
+    double.clearRequests();
+    const b = await agent(env);
+    await peer.publish(topic, stfReady(5)); // a marker behind anything the broker would redeliver
+    await seen.waitFor((c) => c.bodies('tf_file_registered').length >= 14, 20_000, 'the marker');
+    const posted = double.requests.filter((r) => r.method === 'POST' && r.path.includes('fastmon-files'));
+    expect(posted).toHaveLength(7);
+    expect(b.agent.totals.stfsDuplicate).toBe(0);
+  });
+
+  it('sends refused messages to the dead-letter destination with the reason, and carries on', async () => {
+    const deadLetters = await peer.collect(`${topic}.dlq`);
+    const a = await agent({ FASTMON_DEAD_LETTER: `${topic}.dlq` });
+    await peer.publish(topic, '{"msg_type": "stf_ready", "filename": ');
+    await peer.publish(topic, { msg_type: 'stf_ready', filename: name(5), size_bytes: -3 });
+    await peer.publish(topic, `{"msg_type":"stf_ready","pad":"${'x'.repeat(1_100_000)}"}`);
+    await peer.publish(topic, stfReady(6));
+    await seen.waitFor((c) => c.bodies('tf_file_registered').length === 7, 15_000, 'the good STF');
+    await deadLetters.waitFor((c) => c.messages.length === 3, 10_000, 'three dead letters');
+    const codes = deadLetters.bodies().map((b) => b.code);
+    expect(codes).toEqual(['MESSAGE_NOT_JSON', 'MESSAGE_INVALID', 'MESSAGE_TOO_LARGE']);
+    for (const letter of deadLetters.bodies()) {
+      expect(letter).toMatchObject({ msg_type: 'fastmon_dead_letter', processed_by: a.agent.agentName });
+      expect(String(letter.reason).length).toBeGreaterThan(10);
+    }
+    expect(String(deadLetters.bodies()[0]?.body)).toBe('{"msg_type": "stf_ready", "filename": ');
+  });
+});
