@@ -16,32 +16,40 @@ import {
   type RunLifecycle,
   runFromFilename,
   type StfReady,
+  tfFileRegistered,
 } from '../messaging/codec.js';
 import { type InboundMessage, StompConnection } from '../messaging/stomp.js';
-import { MonitorClient } from '../monitor/client.js';
+import { alreadyExists, MonitorClient } from '../monitor/client.js';
 import { MonitorHttp } from '../monitor/http.js';
 import { type OpsServer, startOpsServer } from '../ops/http.js';
 import { createMetrics, type Metrics } from '../ops/metrics.js';
 import { emptyCounts, RunStates } from '../run/run-states.js';
 import { createInlineExecutor, createPool, type StfExecutor } from '../scheduler/pool.js';
-import { Scheduler, type StfResult } from '../scheduler/scheduler.js';
+import { type DeferredSample, Scheduler, type StfResult } from '../scheduler/scheduler.js';
 import { type Broadcaster, StompBroadcaster, StreamBroadcaster } from '../sinks/broadcast.js';
 import { CatalogRegistrar } from '../sinks/catalog.js';
+import { Outbox } from '../sinks/outbox.js';
+import { OutboxDrainer } from '../sinks/outbox-drainer.js';
 import { MonitorRegistrar, type Registrar } from '../sinks/registrar.js';
 import { Heartbeats, type OperationalState, osUser } from './heartbeat.js';
 
 /** What becomes of a broker message once handled: acknowledged, or handled again later. */
 export type Verdict = 'ack' | 'retry';
 
+/** Failures that a later attempt can cure: the monitor, the broker, the outbox's disk, a worker. */
+const TRANSIENT = /^(MONITOR_UNAVAILABLE|PUBLISH_|WORKER_|OUTBOX_|CATALOG_WRITE)/;
+/** swf-monitor refusals (an STF it does not know yet: the Rucio data agents announce before registering). */
+const REJECTED_ATTEMPTS = 5;
+
 /**
  * An STF is done when every sample is registered (or safely in the outbox) and broadcast, or when
- * it failed for a reason redelivery cannot cure (a corrupt file, a path outside the roots).
+ * it failed for a reason redelivery cannot cure (a corrupt file, a path outside the roots). A
+ * refusal by swf-monitor is retried a few times, then acknowledged with the error logged.
  */
-function verdictOf(result: StfResult): Verdict {
-  if (result.outcome === 'sampled')
-    return result.failed === 0 && (result.unbroadcast ?? 0) === 0 ? 'ack' : 'retry';
-  if (result.outcome === 'failed')
-    return /^(MONITOR_|PUBLISH_|WORKER_|OUTBOX_)/.test(result.error?.code ?? '') ? 'retry' : 'ack';
+function verdictOf(result: StfResult, attempt: number): Verdict {
+  const codes = result.outcome === 'failed' ? [result.error?.code ?? ''] : (result.failureCodes ?? []);
+  if (codes.some((c) => TRANSIENT.test(c))) return 'retry';
+  if (codes.includes('MONITOR_REJECTED') && attempt + 1 < REJECTED_ATTEMPTS) return 'retry';
   return 'ack';
 }
 
@@ -64,6 +72,8 @@ export class Agent {
   private monitor: MonitorClient | null = null;
   private registrar: Registrar | null = null;
   private broadcaster: Broadcaster | null = null;
+  private outbox: Outbox | null = null;
+  private drainer: OutboxDrainer | null = null;
   private executor: StfExecutor | null = null;
   private scheduler: Scheduler | null = null;
   private heartbeats: Heartbeats | null = null;
@@ -165,6 +175,7 @@ export class Agent {
       logger.info('no ACTIVEMQ_HOST: notifications are printed to stdout');
     }
     this.broadcaster = broadcaster;
+    if (this.monitor) await this.openOutbox(this.registrar, broadcaster);
     this.executor = this.options.inline
       ? createInlineExecutor()
       : createPool({ workers: config.agent.workers });
@@ -179,6 +190,7 @@ export class Agent {
       stfChecksum: config.agent.stfChecksum,
       maxInFlight: config.agent.maxInFlight,
       processedBy: () => this.name,
+      defer: this.outbox ? (sample) => this.defer(sample) : undefined,
       logger,
       metrics: this.metrics,
     });
@@ -231,7 +243,7 @@ export class Agent {
    * One message body from any source. Resolves when the message is fully handled (for an
    * stf_ready: sampled, registered and broadcast); never rejects: bad input is logged and counted.
    */
-  async handleMessage(body: string, messageId = ''): Promise<Verdict> {
+  async handleMessage(body: string, messageId = '', attempt = 0): Promise<Verdict> {
     const { logger, metrics, config } = this;
     const bytes = Buffer.byteLength(body, 'utf8');
     if (bytes > config.agent.maxMessageBytes) {
@@ -260,7 +272,7 @@ export class Agent {
     if (message.msgType === 'stf_ready') {
       const result = await this.requireScheduler().submit(message, messageId);
       this.heartbeats?.changed();
-      return verdictOf(result);
+      return verdictOf(result, attempt);
     }
     const work = this.onLifecycle(message, messageId);
     this.lifecycleWork.add(work);
@@ -367,6 +379,9 @@ export class Agent {
     }
     this.unsubscribe?.();
     this.unsubscribe = null;
+    // What is still in the outbox stays there, durable, for the next start.
+    await this.drainer?.close();
+    await this.outbox?.close();
     await this.heartbeats?.exit();
     await this.broker?.close();
     await this.executor?.close();
@@ -421,7 +436,7 @@ export class Agent {
   private async deliver(message: InboundMessage): Promise<void> {
     if (this.stopping) return;
     for (let attempt = 0; ; attempt++) {
-      const verdict = await this.handleMessage(message.body, message.messageId);
+      const verdict = await this.handleMessage(message.body, message.messageId, attempt);
       if (verdict === 'ack') {
         message.ack();
         return;
@@ -473,6 +488,69 @@ export class Agent {
   }
 
   /**
+   * The outbox keeps what swf-monitor could not take (unreachable, timing out, 5xx after the
+   * retries) so the message can be acknowledged; the drainer registers and announces the entries
+   * in order once the monitor answers, including entries left by an earlier run (kill -9).
+   */
+  private async openOutbox(registrar: Registrar, broadcaster: Broadcaster): Promise<void> {
+    const { config, logger, metrics } = this;
+    this.outbox = await Outbox.open(path.resolve(config.agent.outbox), {
+      maxBytes: config.agent.outboxMaxBytes,
+      logger,
+    });
+    const outbox = this.outbox;
+    const update = () => {
+      metrics.outboxDepth.set(outbox.depth);
+      metrics.outboxBytes.set(outbox.bytes);
+    };
+    update();
+    if (outbox.depth > 0)
+      logger.warn({ depth: outbox.depth }, 'outbox holds samples from an earlier run; replaying them');
+    this.drainer = new OutboxDrainer(
+      outbox,
+      async (payload, signal) => {
+        const d = payload as DeferredSample;
+        let tfFileId: string;
+        try {
+          tfFileId = (await registrar.register(d.record, signal)).tfFileId;
+        } catch (err) {
+          // A refusal that is not "already there" will not change on a retry: say so and move on.
+          if (isFastmonError(err, 'MONITOR_REJECTED') && !alreadyExists(err, 'tf_filename')) {
+            metrics.tfsFailed.inc({ code: err.code });
+            logger.error(
+              { code: err.code, tf_filename: d.record.tfFilename },
+              `outbox entry refused: ${err.message}`,
+            );
+            return;
+          }
+          throw err;
+        }
+        metrics.tfsRegistered.inc({ created: 'true' });
+        await broadcaster.publish(
+          tfFileRegistered({
+            ...d.record,
+            processedBy: this.name,
+            runId: d.runId,
+            executionId: d.executionId,
+            tfFileId,
+            status: 'registered',
+          }),
+        );
+        metrics.broadcasts.inc({ msg_type: 'tf_file_registered', result: 'ok' });
+      },
+      { logger, onChange: update },
+    );
+    this.drainer.start();
+  }
+
+  private async defer(sample: DeferredSample): Promise<void> {
+    await this.outbox?.append(sample);
+    this.metrics.outboxDepth.set(this.outbox?.depth ?? 0);
+    this.drainer?.notify();
+    this.heartbeats?.changed();
+  }
+
+  /**
    * The agent id from swf-monitor. Like BaseAgent, keep asking while the monitor is down (5 s by
    * default, doubling up to 60 s), since an agent without a name cannot report; unlike it, a stop
    * signal ends the wait.
@@ -503,7 +581,8 @@ export class Agent {
   private describe(): string {
     const t = this.scheduler?.totals;
     if (!t) return '';
-    return `STFs sampled ${t.stfsSampled}/${t.stfsReceived}, TF samples registered ${t.tfsRegistered}, failed ${t.tfsFailed}, in flight ${this.scheduler?.inFlight ?? 0}`;
+    const outbox = this.outbox ? `, outbox depth ${this.outbox.depth}` : '';
+    return `STFs sampled ${t.stfsSampled}/${t.stfsReceived}, TF samples registered ${t.tfsRegistered}, failed ${t.tfsFailed}, in flight ${this.scheduler?.inFlight ?? 0}${outbox}`;
   }
 
   private requireScheduler(): Scheduler {

@@ -50,6 +50,21 @@ export function createMetrics() {
       labelNames: ['code'],
       registers,
     }),
+    tfsDeferred: new Counter({
+      name: 'fastmon_tfs_deferred_total',
+      help: 'TF samples put in the outbox because swf-monitor was unavailable.',
+      registers,
+    }),
+    outboxDepth: new Gauge({
+      name: 'fastmon_outbox_depth',
+      help: 'TF samples waiting in the outbox for swf-monitor.',
+      registers,
+    }),
+    outboxBytes: new Gauge({
+      name: 'fastmon_outbox_bytes',
+      help: 'Size of the outbox file.',
+      registers,
+    }),
     broadcasts: new Counter({
       name: 'fastmon_broadcasts_total',
       help: 'Notifications published, by msg_type and result.',

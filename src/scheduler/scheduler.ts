@@ -25,6 +25,10 @@ export interface StfResult {
   failed: number;
   /** Registered TF samples whose notification could not be published. */
   unbroadcast?: number;
+  /** TF samples swf-monitor could not take now, safely in the outbox (registered and notified later). */
+  deferred?: number;
+  /** Error codes of the samples that failed, for deciding whether a retry can help. */
+  failureCodes?: string[];
   reason?: string;
   error?: ErrorInfo;
 }
@@ -32,6 +36,17 @@ export interface StfResult {
 export interface SubmitOptions {
   /** Register the Run and StfFile first: the STF was found on disk, not announced by a data agent. */
   registerStf?: boolean;
+}
+
+type SampleOutcome =
+  | { kind: 'ok' | 'deferred'; code?: undefined }
+  | { kind: 'unregistered' | 'unbroadcast'; code: string };
+
+/** A TF sample put aside for the outbox drainer: what it needs to register and announce it. */
+export interface DeferredSample {
+  record: SampleRecord;
+  runId: string | null;
+  executionId: string | null;
 }
 
 export interface SchedulerDeps {
@@ -45,6 +60,8 @@ export interface SchedulerDeps {
   stfChecksum: boolean;
   maxInFlight: number;
   processedBy: () => string;
+  /** Puts a sample in the durable outbox when swf-monitor is unavailable; absent: no outbox. */
+  defer?: (sample: DeferredSample) => Promise<void>;
   logger: Logger;
   metrics: Metrics;
 }
@@ -226,9 +243,11 @@ export class Scheduler {
     const outcomes = await Promise.all(
       result.samples.map((s) => this.registerAndBroadcast(stf, result, s, log)),
     );
-    const registered = outcomes.filter((o) => o !== 'unregistered').length;
-    const failed = outcomes.length - registered;
-    const unbroadcast = outcomes.filter((o) => o === 'unbroadcast').length;
+    const deferred = outcomes.filter((o) => o.kind === 'deferred').length;
+    const failed = outcomes.filter((o) => o.kind === 'unregistered').length;
+    const registered = outcomes.length - failed - deferred;
+    const unbroadcast = outcomes.filter((o) => o.kind === 'unbroadcast').length;
+    const failureCodes = [...new Set(outcomes.flatMap((o) => (o.code ? [o.code] : [])))];
     this.count(run, 'stfsSampled');
     this.count(run, 'tfsRegistered', registered);
     this.count(run, 'tfsFailed', failed);
@@ -243,6 +262,7 @@ export class Scheduler {
         samples: result.samples.length,
         registered,
         failed,
+        deferred,
         unbroadcast,
         tfCount: result.tfCount,
         tfCountSource: result.tfCountSource,
@@ -253,7 +273,7 @@ export class Scheduler {
         ? 'STF sampled'
         : 'STF sampled with failed TF registrations or broadcasts',
     );
-    return { ...base, outcome: 'sampled', registered, failed, unbroadcast };
+    return { ...base, outcome: 'sampled', registered, failed, unbroadcast, deferred, failureCodes };
   }
 
   private failed(
@@ -309,7 +329,7 @@ export class Scheduler {
     result: StfTaskSuccess,
     sample: StfTaskSuccess['samples'][number],
     log: Logger,
-  ): Promise<'ok' | 'unregistered' | 'unbroadcast'> {
+  ): Promise<SampleOutcome> {
     const { registrar, broadcaster, metrics } = this.deps;
     const record: SampleRecord = {
       stfFilename: baseName(stf.filename as string),
@@ -339,12 +359,28 @@ export class Scheduler {
       metrics.tfsRegistered.inc({ created: String(registered.created) });
     } catch (err) {
       const code = err instanceof FastmonError ? err.code : 'MONITOR_UNAVAILABLE';
+      if (code === 'MONITOR_UNAVAILABLE' && this.deps.defer) {
+        try {
+          await this.deps.defer({ record, runId: stf.runId, executionId: stf.executionId });
+          metrics.tfsDeferred.inc();
+          log.warn(
+            { code, tf_filename: sample.tfFilename },
+            `TF sample put in the outbox: ${messageOf(err)}`,
+          );
+          return { kind: 'deferred' };
+        } catch (outboxErr) {
+          const outboxCode = (outboxErr as FastmonError).code ?? 'OUTBOX_WRITE_FAILED';
+          log.error({ code: outboxCode, tf_filename: sample.tfFilename }, messageOf(outboxErr));
+          metrics.tfsFailed.inc({ code: outboxCode });
+          return { kind: 'unregistered', code: outboxCode };
+        }
+      }
       metrics.tfsFailed.inc({ code });
       log.error(
         { code, tf_filename: sample.tfFilename, details: (err as FastmonError).details },
         `TF sample not registered: ${messageOf(err)}`,
       );
-      return 'unregistered';
+      return { kind: 'unregistered', code };
     }
     const body = tfFileRegistered({
       ...record,
@@ -357,14 +393,14 @@ export class Scheduler {
     try {
       await broadcaster.publish(body);
       metrics.broadcasts.inc({ msg_type: 'tf_file_registered', result: 'ok' });
-      return 'ok';
+      return { kind: 'ok' };
     } catch (err) {
       metrics.broadcasts.inc({ msg_type: 'tf_file_registered', result: 'failed' });
       log.error(
         { code: 'PUBLISH_FAILED', tf_filename: sample.tfFilename },
         `tf_file_registered not broadcast: ${messageOf(err)}`,
       );
-      return 'unbroadcast';
+      return { kind: 'unbroadcast', code: 'PUBLISH_FAILED' };
     }
   }
 

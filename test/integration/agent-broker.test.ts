@@ -201,7 +201,7 @@ describe('the agent against ActiveMQ and an swf-monitor double', () => {
     expect((await a.agent.metrics.messagesOtherNamespace.get()).values[0]?.value).toBe(1);
   });
 
-  it('logs monitor 400s and 500s clearly and carries on with the next STF', async () => {
+  it('logs monitor 400s clearly, keeps samples through a 500 outage in the outbox, and carries on', async () => {
     const a = await agent({ FASTMON_MONITOR_RETRIES: '1' });
     // An STF swf-monitor does not know: 400, quoted in the log, not retried.
     await peer.publish(topic, stfReady(404, { filename: 'swf.101993.000404.stf' }));
@@ -213,20 +213,35 @@ describe('the agent against ActiveMQ and an swf-monitor double', () => {
     );
     expect(rejected?.stf).toBe('swf.101993.000404.stf');
 
+    // An outage (500 after the retries): the samples go to the outbox, the message is acknowledged,
+    // and they are registered and announced, in order, once swf-monitor answers again.
     double.fail({ path: '/fastmon-files/', method: 'POST', status: 500 });
     await peer.publish(topic, stfReady(2));
     await waitUntil(
-      () => a.logs.records().filter((r) => r.code === 'MONITOR_UNAVAILABLE').length === 7,
-      'MONITOR_UNAVAILABLE logs',
+      () =>
+        a.logs.records().filter((r) => String(r.msg).startsWith('TF sample put in the outbox')).length === 7,
+      'seven samples in the outbox',
     );
+    expect(String(a.logs.find((r) => String(r.msg).startsWith('TF sample put in the outbox'))?.msg)).toMatch(
+      /failed after 2 attempt\(s\): HTTP 500/,
+    );
+    expect((await a.agent.metrics.outboxDepth.get()).values[0]?.value).toBe(7);
+    expect(double.fastmonFiles.filter((r) => r.stf_file === stfName(2))).toHaveLength(0);
     double.clearFaults();
     await peer.publish(topic, stfReady(3));
-    await seen.waitFor((c) => registered(c).length === 14, 15_000, 'the next STF after a 500 outage');
-    const unavailable = a.logs.find((r) => r.code === 'MONITOR_UNAVAILABLE');
-    expect(String(unavailable?.msg)).toMatch(/failed after 2 attempt\(s\): HTTP 500/);
-    // Counts settle when the last publish is confirmed, which can be just after the peer sees it.
-    await waitUntil(() => a.agent.totals.stfsSampled === 4, 'the counts to settle');
-    expect(a.agent.totals).toMatchObject({ stfsSampled: 4, tfsRegistered: 14, tfsFailed: 14 });
+    await seen.waitFor((c) => registered(c).length === 21, 30_000, 'the outbox drained and the next STF');
+    expect(double.fastmonFiles.filter((r) => r.stf_file === stfName(2))).toHaveLength(7);
+    // Replayed in the order they went into the outbox.
+    const appended = a.logs
+      .records()
+      .filter((r) => String(r.msg).startsWith('TF sample put in the outbox'))
+      .map((r) => r.tf_filename);
+    const stf2 = registered(seen).filter((n) => n.stf_filename === stfName(2));
+    expect(stf2.map((n) => n.tf_filename)).toEqual(appended);
+    await waitUntil(
+      async () => (await a.agent.metrics.outboxDepth.get()).values[0]?.value === 0,
+      'the outbox to empty',
+    );
   });
 
   it('samples in physics only: skips STFs during pause_run and resumes with resume_run', async () => {
@@ -403,9 +418,13 @@ describe('operations', () => {
   });
 });
 
-async function waitUntil(predicate: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+async function waitUntil(
+  predicate: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
+  while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -1,5 +1,8 @@
 // Starts a real agent in-process for integration tests: real broker, real worker pool, captured logs.
 
+import { randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Writable } from 'node:stream';
 import { Agent } from '../../src/agent/agent.js';
 import { parseArgs } from '../../src/config/args.js';
@@ -33,6 +36,7 @@ export async function startTestAgent(options: TestAgentOptions = {}): Promise<Te
     FASTMON_HEARTBEAT_INTERVAL_S: '60',
     FASTMON_MONITOR_RETRY_DELAY_MS: '20',
     FASTMON_RECONNECT_MAX_MS: '2000',
+    FASTMON_OUTBOX: path.join(tmpdir(), `fastmon-test-outbox-${randomUUID()}.jsonl`),
     ...(options.broker === false ? {} : brokerEnv()),
     ...(options.monitor
       ? { SWF_MONITOR_URL: options.monitor.url, SWF_API_TOKEN: options.monitor.token }
