@@ -169,7 +169,12 @@ export class Agent {
         this.metrics.brokerConnected.set(0);
         this.heartbeats?.changed();
       });
-      broadcaster = new StompBroadcaster(this.broker, config.broker.broadcast, identity);
+      broadcaster = new StompBroadcaster(
+        this.broker,
+        config.broker.broadcast,
+        identity,
+        config.broker.persistent,
+      );
     } else {
       broadcaster = new StreamBroadcaster(this.options.stdout ?? process.stdout, identity);
       logger.info('no ACTIVEMQ_HOST: notifications are printed to stdout');

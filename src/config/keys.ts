@@ -119,6 +119,14 @@ export const KEYS: readonly KeySpec[] = [
     doc: 'Destinations of tf_file_registered and fastmon_status; add /topic/fastmon_client for the original client.',
   },
   {
+    key: 'broker.persistent',
+    type: 'bool',
+    default: true,
+    env: 'FASTMON_PERSISTENT',
+    flag: 'persistent',
+    doc: 'Send broadcasts with persistent:true, so durable subscribers get them across a broker restart.',
+  },
+  {
     key: 'broker.skip_own_broadcasts',
     type: 'bool',
     default: true,

@@ -20,6 +20,7 @@ export interface Config {
     reconnectMaxMs: number;
     subscription: string;
     broadcast: string[];
+    persistent: boolean;
     skipOwnBroadcasts: boolean;
     ack: 'client-individual' | 'auto';
     prefetch: number;
@@ -250,6 +251,7 @@ function build(v: Map<string, unknown>): Config {
       reconnectMaxMs: get('broker.reconnect_max_ms'),
       subscription: get('broker.subscription'),
       broadcast: get('broker.broadcast'),
+      persistent: get('broker.persistent'),
       skipOwnBroadcasts: get('broker.skip_own_broadcasts'),
       ack: get('broker.ack'),
       prefetch: get('broker.prefetch'),

@@ -174,9 +174,12 @@ export class Scheduler {
       return { ...base, outcome: 'no_file', reason: 'no filename' };
     }
     const key = `${stf.runId ?? ''}/${baseName(stf.filename)}`;
+    // A redelivery that arrives while the first delivery is still being handled waits for it, then
+    // counts as a duplicate only if that one completed: an STF whose broadcasts failed (the broker
+    // went away mid-way) must be handled again, or its samples would never be announced.
     const previous = this.inFlightByKey.get(key);
-    if (this.done.has(key) || previous) {
-      if (previous) await previous;
+    if (previous) await previous;
+    if (this.done.has(key)) {
       this.count(run, 'stfsDuplicate');
       metrics.stfs.inc({ outcome: 'duplicate' });
       log.info('stf_ready for an STF already handled: nothing new to register');

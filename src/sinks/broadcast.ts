@@ -27,12 +27,14 @@ export class StompBroadcaster implements Broadcaster {
     private readonly connection: StompConnection,
     private readonly destinations: readonly string[],
     private readonly identity: Identity,
+    private readonly persistent = true,
   ) {}
 
   async publish(body: Record<string, unknown>): Promise<void> {
     const message = finalizeOutgoing(body, this.identity.sender, this.identity.namespace);
     const text = JSON.stringify(message);
     const headers: Record<string, string> = { msg_type: String(message.msg_type) };
+    if (this.persistent) headers.persistent = 'true';
     if (typeof message.namespace === 'string') headers.namespace = message.namespace;
     if (message.run_id !== null && message.run_id !== undefined) headers.run_id = String(message.run_id);
     await Promise.all(this.destinations.map((d) => this.connection.publish(d, text, headers)));

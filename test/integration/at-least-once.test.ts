@@ -52,14 +52,6 @@ async function agent(env: Record<string, string>): Promise<TestAgent> {
   return a;
 }
 
-async function waitUntil(predicate: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe('at-least-once consumption', () => {
   it('a durable subscription keeps the stf_ready published while the agent was down', async () => {
     const env = {
@@ -115,6 +107,27 @@ describe('at-least-once consumption', () => {
     const posted = double.requests.filter((r) => r.method === 'POST' && r.path.includes('fastmon-files'));
     expect(posted).toHaveLength(7);
     expect(b.agent.totals.stfsDuplicate).toBe(0);
+  });
+
+  it('shares a queue between competing agents, and swf-monitor still ends with each sample once', async () => {
+    const queue = `/queue/fastmon.test.${randomUUID().slice(0, 8)}`;
+    const a = await agent({ FASTMON_SUBSCRIPTION: queue, FASTMON_PREFETCH: '1' });
+    const b = await agent({ FASTMON_SUBSCRIPTION: queue, FASTMON_PREFETCH: '1' });
+    for (let seq = 1; seq <= 20; seq++) await peer.publish(queue, stfReady(seq));
+    // A few announced twice (the same STF sent again): still one row per sample.
+    for (let seq = 1; seq <= 3; seq++) await peer.publish(queue, stfReady(seq));
+    await seen.waitFor(
+      (c) => new Set(c.bodies('tf_file_registered').map((n) => n.tf_filename)).size === 140,
+      30_000,
+      'all samples',
+    );
+    expect(double.fastmonFiles).toHaveLength(140);
+    expect(new Set(double.fastmonFiles.map((r) => r.tf_filename)).size).toBe(140);
+    const byAgent = new Map<unknown, number>();
+    for (const n of seen.bodies('tf_file_registered'))
+      byAgent.set(n.processed_by, (byAgent.get(n.processed_by) ?? 0) + 1);
+    expect(byAgent.get(a.agent.agentName)).toBeGreaterThan(0);
+    expect(byAgent.get(b.agent.agentName)).toBeGreaterThan(0);
   });
 
   it('sends refused messages to the dead-letter destination with the reason, and carries on', async () => {

@@ -10,6 +10,7 @@ import { type Config, loadConfig } from '../../src/config/load.js';
 import { brokerAddress } from './broker.js';
 import { type CapturedLogs, captureLogs } from './logs.js';
 import type { MonitorDouble } from './monitor-double.js';
+import { rememberSecret } from './secrets.js';
 
 export interface TestAgent {
   agent: Agent;
@@ -37,12 +38,15 @@ export async function startTestAgent(options: TestAgentOptions = {}): Promise<Te
     FASTMON_MONITOR_RETRY_DELAY_MS: '20',
     FASTMON_RECONNECT_MAX_MS: '2000',
     FASTMON_OUTBOX: path.join(tmpdir(), `fastmon-test-outbox-${randomUUID()}.jsonl`),
+    ACTIVEMQ_PASSWORD: 'admin-broker-password',
     ...(options.broker === false ? {} : brokerEnv()),
     ...(options.monitor
       ? { SWF_MONITOR_URL: options.monitor.url, SWF_API_TOKEN: options.monitor.token }
       : {}),
     ...options.env,
   };
+  rememberSecret(env.SWF_API_TOKEN);
+  rememberSecret(env.ACTIVEMQ_PASSWORD);
   const { config } = loadConfig({ env, flags: parseArgs(options.args ?? []).config, cwd: process.cwd() });
   const logs = captureLogs();
   const stdout: string[] = [];
