@@ -32,6 +32,7 @@ import { Outbox } from '../sinks/outbox.js';
 import { OutboxDrainer } from '../sinks/outbox-drainer.js';
 import { MonitorRegistrar, type Registrar } from '../sinks/registrar.js';
 import { Heartbeats, type OperationalState, osUser } from './heartbeat.js';
+import { Summaries } from './summaries.js';
 
 /** What becomes of a broker message once handled: acknowledged, or handled again later. */
 export type Verdict = 'ack' | 'retry';
@@ -73,6 +74,7 @@ export class Agent {
   private registrar: Registrar | null = null;
   private broadcaster: Broadcaster | null = null;
   private outbox: Outbox | null = null;
+  private summaries: Summaries | null = null;
   private drainer: OutboxDrainer | null = null;
   private executor: StfExecutor | null = null;
   private scheduler: Scheduler | null = null;
@@ -242,6 +244,16 @@ export class Agent {
         .catch((err) => logger.warn({ err: { message: messageOf(err) } }, 'subscriber registration failed'));
     }
     this.heartbeats?.start();
+    this.summaries = new Summaries({
+      runs: this.runs,
+      broadcaster,
+      processedBy: () => this.name,
+      outboxDepth: () => this.outbox?.depth ?? null,
+      intervalS: config.agent.summaryIntervalS,
+      logger,
+      metrics: this.metrics,
+    });
+    this.summaries.start();
   }
 
   /**
@@ -382,6 +394,7 @@ export class Agent {
           'drain timeout reached; unfinished STFs are abandoned',
         );
     }
+    await this.summaries?.stop();
     this.unsubscribe?.();
     this.unsubscribe = null;
     // What is still in the outbox stays there, durable, for the next start.
@@ -471,6 +484,7 @@ export class Agent {
     );
     if (message.msgType !== 'end_run') return;
     await this.requireScheduler().settleRun(run.runId);
+    await this.summaries?.final(run);
     const c = run.counts;
     const status = fastmonStatus({
       processedBy: this.name,

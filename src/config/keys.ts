@@ -372,6 +372,15 @@ export const KEYS: readonly KeySpec[] = [
     doc: 'Port of /healthz and /metrics (0: any free port, -1: off).',
   },
   {
+    key: 'agent.summary_interval_s',
+    type: 'number',
+    default: 10,
+    env: 'FASTMON_SUMMARY_INTERVAL_S',
+    flag: 'summary-interval-s',
+    min: 0,
+    doc: 'Every cycle one fastmon_summary per active run, and a final one on end_run (0: none).',
+  },
+  {
     key: 'agent.drain_timeout_s',
     type: 'number',
     default: 8,

@@ -54,6 +54,7 @@ export interface Config {
     httpHost: string;
     httpPort: number;
     drainTimeoutS: number;
+    summaryIntervalS: number;
   };
   sampling: SamplingSettings;
   scan: {
@@ -286,6 +287,7 @@ function build(v: Map<string, unknown>): Config {
       httpHost: get('agent.http_host'),
       httpPort: get('agent.http_port'),
       drainTimeoutS: get('agent.drain_timeout_s'),
+      summaryIntervalS: get('agent.summary_interval_s'),
     },
     scan: {
       watchDirs: get('scan.watch_dirs'),

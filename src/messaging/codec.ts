@@ -259,6 +259,55 @@ export function fastmonStatus(
   return body;
 }
 
+export interface SummaryFields {
+  processedBy: string;
+  runId: string;
+  executionId: string | null;
+  final: boolean;
+  cycleS: number;
+  counts: RunCounts;
+  rates: { stfsPerS: number; tfFilesPerS: number; bytesPerS: number };
+  histogram: { edges: readonly number[]; counts: readonly number[] };
+  errors: Record<string, number>;
+  outboxDepth: number | null;
+}
+
+/**
+ * `fastmon_summary`, one per active run every cycle (ALICE-QC-like, default 10 s) and a final one
+ * on end_run: what a shift crew needs at a glance (README "fastmon_summary"). No `status` key, and
+ * no `agent_name` either (swf-monitor would take the pair for a heartbeat).
+ */
+export function fastmonSummary(f: SummaryFields, now = new Date()): Record<string, unknown> {
+  const c = f.counts;
+  const round = (n: number) => Math.round(n * 1000) / 1000;
+  return {
+    msg_type: 'fastmon_summary',
+    processed_by: f.processedBy,
+    run_id: f.runId,
+    execution_id: f.executionId,
+    timestamp: localIsoTimestamp(now),
+    final: f.final,
+    cycle_s: f.cycleS,
+    stfs_seen: c.stfsReceived,
+    stfs_sampled: c.stfsSampled,
+    stfs_skipped: c.stfsSkipped,
+    stfs_failed: c.stfsFailed,
+    stfs_duplicate: c.stfsDuplicate,
+    stfs_without_file: c.stfsWithoutFile,
+    tf_files_registered: c.tfsRegistered,
+    tf_files_failed: c.tfsFailed,
+    bytes_sampled: c.bytesSampled,
+    outbox_depth: f.outboxDepth,
+    rates: {
+      stfs_per_s: round(f.rates.stfsPerS),
+      tf_files_per_s: round(f.rates.tfFilesPerS),
+      bytes_per_s: round(f.rates.bytesPerS),
+    },
+    sample_size_histogram: { edges_bytes: [...f.histogram.edges], counts: [...f.histogram.counts] },
+    errors: { ...f.errors },
+  };
+}
+
 /**
  * Adds what BaseAgent.send_message adds (`sender`, `namespace`) and refuses the one shape
  * swf-monitor would misread as an agent heartbeat.

@@ -12,6 +12,10 @@ export interface RunInfo {
   state: string | null;
   substate: string | null;
   counts: RunCounts;
+  /** Sample sizes: counts per bucket of SIZE_EDGES (for fastmon_summary). */
+  sizeHistogram: number[];
+  /** Error codes seen in this run, with their counts. */
+  errors: Record<string, number>;
   firstSeen: Date;
   endedAt: Date | null;
 }
@@ -60,6 +64,8 @@ export class RunStates {
         state: null,
         substate: null,
         counts: emptyCounts(),
+        sizeHistogram: SIZE_EDGES.map(() => 0),
+        errors: {},
         firstSeen: new Date(),
         endedAt: null,
       };
@@ -84,6 +90,8 @@ export class RunStates {
         // A new run_imminent for a known run starts it afresh (a re-run or a restarted workflow).
         if (run.phase === 'ended') {
           run.counts = emptyCounts();
+          run.sizeHistogram = SIZE_EDGES.map(() => 0);
+          run.errors = {};
           run.endedAt = null;
         }
         run.phase = 'imminent';
@@ -139,4 +147,17 @@ export function emptyCounts(): RunCounts {
     tfsFailed: 0,
     bytesSampled: 0,
   };
+}
+
+/**
+ * Lower edges of the sample-size histogram: 0, then powers of two from 1 KiB to 1 TiB; the last
+ * bucket is open-ended. Log buckets, because sample sizes span bytes (testbed JSON STFs) to
+ * hundreds of MB (2 GB STFs).
+ */
+export const SIZE_EDGES: readonly number[] = [0, ...Array.from({ length: 31 }, (_, i) => 1024 * 2 ** i)];
+
+export function sizeBucket(bytes: number): number {
+  let i = SIZE_EDGES.length - 1;
+  while (i > 0 && bytes < (SIZE_EDGES[i] as number)) i--;
+  return i;
 }

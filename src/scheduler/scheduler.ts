@@ -8,7 +8,7 @@ import { type ErrorInfo, FastmonError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { type RunCounts, type StfReady, tfFileRegistered } from '../messaging/codec.js';
 import type { Metrics } from '../ops/metrics.js';
-import { emptyCounts, type RunInfo, type RunStates } from '../run/run-states.js';
+import { emptyCounts, type RunInfo, type RunStates, sizeBucket } from '../run/run-states.js';
 import type { Broadcaster } from '../sinks/broadcast.js';
 import type { Registrar, SampleRecord } from '../sinks/registrar.js';
 import type { StfExecutor } from './pool.js';
@@ -244,7 +244,7 @@ export class Scheduler {
       log.warn({ code: result.warning.code }, result.warning.message);
     }
     const outcomes = await Promise.all(
-      result.samples.map((s) => this.registerAndBroadcast(stf, result, s, log)),
+      result.samples.map((s) => this.registerAndBroadcast(stf, run, result, s, log)),
     );
     const deferred = outcomes.filter((o) => o.kind === 'deferred').length;
     const failed = outcomes.filter((o) => o.kind === 'unregistered').length;
@@ -286,6 +286,7 @@ export class Scheduler {
     log: Logger,
   ): StfResult {
     this.count(run, 'stfsFailed');
+    this.noteError(run, error.code);
     this.deps.metrics.stfs.inc({ outcome: 'failed' });
     this.deps.metrics.stfErrors.inc({ code: error.code });
     log.error({ code: error.code, details: error.details }, `STF not sampled: ${error.message}`);
@@ -329,6 +330,7 @@ export class Scheduler {
 
   private async registerAndBroadcast(
     stf: StfReady,
+    run: RunInfo | null,
     result: StfTaskSuccess,
     sample: StfTaskSuccess['samples'][number],
     log: Logger,
@@ -360,6 +362,10 @@ export class Scheduler {
       const registered = await registrar.register(record, this.abort.signal);
       tfFileId = registered.tfFileId;
       metrics.tfsRegistered.inc({ created: String(registered.created) });
+      if (run && sample.fileSizeBytes !== null) {
+        const bucket = sizeBucket(sample.fileSizeBytes);
+        run.sizeHistogram[bucket] = (run.sizeHistogram[bucket] ?? 0) + 1;
+      }
     } catch (err) {
       const code = err instanceof FastmonError ? err.code : 'MONITOR_UNAVAILABLE';
       if (code === 'MONITOR_UNAVAILABLE' && this.deps.defer) {
@@ -379,6 +385,7 @@ export class Scheduler {
         }
       }
       metrics.tfsFailed.inc({ code });
+      this.noteError(run, code);
       log.error(
         { code, tf_filename: sample.tfFilename, details: (err as FastmonError).details },
         `TF sample not registered: ${messageOf(err)}`,
@@ -405,6 +412,10 @@ export class Scheduler {
       );
       return { kind: 'unbroadcast', code: 'PUBLISH_FAILED' };
     }
+  }
+
+  private noteError(run: RunInfo | null, code: string): void {
+    if (run) run.errors[code] = (run.errors[code] ?? 0) + 1;
   }
 
   private count(run: RunInfo | null, field: keyof RunCounts, n = 1): void {

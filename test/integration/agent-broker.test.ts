@@ -356,6 +356,47 @@ describe('binary STFs with TF extraction', () => {
   });
 });
 
+describe('periodic summaries', () => {
+  it('publishes fastmon_summary per active run every cycle, and a final one on end_run before fastmon_status', async () => {
+    await agent({ FASTMON_SUMMARY_INTERVAL_S: '0.3' });
+    await peer.publish(topic, lifecycle('start_run', { state: 'run', substate: 'physics' }));
+    await peer.publish(topic, stfReady(1, { size_bytes: 7_000_000 }));
+    await peer.publish(topic, stfReady(2, { size_bytes: 7_000_000 }));
+    await seen.waitFor(
+      (c) => c.bodies('fastmon_summary').some((b) => b.tf_files_registered === 14),
+      15_000,
+      'a summary with both STFs',
+    );
+    const cycle = seen.bodies('fastmon_summary').find((b) => b.tf_files_registered === 14) ?? {};
+    expect(cycle).toMatchObject({
+      run_id: RUN,
+      final: false,
+      stfs_seen: 2,
+      stfs_sampled: 2,
+      bytes_sampled: expect.any(Number),
+    });
+    expect(cycle).not.toHaveProperty('status');
+    expect(cycle).not.toHaveProperty('agent_name');
+    const histogram = cycle.sample_size_histogram as { edges_bytes: number[]; counts: number[] };
+    const rates = cycle.rates as Record<string, number>;
+    expect(histogram.counts.reduce((a, b) => a + b, 0)).toBe(14);
+    expect(histogram.edges_bytes).toHaveLength(histogram.counts.length);
+    expect(Object.keys(rates)).toEqual(['stfs_per_s', 'tf_files_per_s', 'bytes_per_s']);
+    await peer.publish(topic, lifecycle('end_run', { total_stf_files: 2 }));
+    await seen.waitFor((c) => c.bodies('fastmon_status').length === 1, 15_000, 'fastmon_status');
+    const types = seen
+      .bodies()
+      .map((b) => (b.msg_type === 'fastmon_summary' ? `summary${b.final ? ':final' : ''}` : b.msg_type));
+    const finalAt = types.indexOf('summary:final');
+    expect(finalAt).toBeGreaterThan(-1);
+    expect(finalAt).toBeLessThan(types.indexOf('fastmon_status'));
+    expect(seen.bodies('fastmon_summary').find((b) => b.final)).toMatchObject({
+      tf_files_registered: 14,
+      stfs_sampled: 2,
+    });
+  });
+});
+
 describe('operations', () => {
   it('serves /healthz and Prometheus /metrics with the counts of what it did', async () => {
     const a = await agent();

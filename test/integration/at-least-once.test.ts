@@ -103,7 +103,9 @@ describe('at-least-once consumption', () => {
     double.clearRequests();
     const b = await agent(env);
     await peer.publish(topic, stfReady(5)); // a marker behind anything the broker would redeliver
-    await seen.waitFor((c) => c.bodies('tf_file_registered').length >= 14, 20_000, 'the marker');
+    const marker = (c: Collector) =>
+      c.bodies('tf_file_registered').filter((n) => n.stf_filename === name(5)).length;
+    await seen.waitFor((c) => marker(c) === 7, 20_000, 'the marker');
     const posted = double.requests.filter((r) => r.method === 'POST' && r.path.includes('fastmon-files'));
     expect(posted).toHaveLength(7);
     expect(b.agent.totals.stfsDuplicate).toBe(0);
