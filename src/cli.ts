@@ -3,6 +3,7 @@
 
 import { readFileSync } from 'node:fs';
 import { agentCommand } from './cli/agent-command.js';
+import { clientCommand } from './cli/client-command.js';
 import { genCommand } from './cli/gen-command.js';
 import { configMarkdown, writeConfigTable } from './cli/help.js';
 import { scanCommand, watchCommand } from './cli/scan-command.js';
@@ -11,9 +12,7 @@ import { redactText } from './log/redact.js';
 
 interface Command {
   summary: string;
-  run?: (argv: readonly string[]) => Promise<number>;
-  /** Not built yet: what is reserved for it. */
-  reserved?: string;
+  run: (argv: readonly string[]) => Promise<number>;
 }
 
 const COMMANDS: Record<string, Command> = {
@@ -27,7 +26,10 @@ const COMMANDS: Record<string, Command> = {
     summary: 'write a synthetic run of STF files (optionally publishing it as the DAQ)',
     run: genCommand,
   },
-  client: { summary: 'terminal client showing TF notifications live', reserved: 'the live-view issue' },
+  client: {
+    summary: 'terminal client: TF notifications live, per-run statistics, dashboard',
+    run: clientCommand,
+  },
 };
 
 function version(): string {
@@ -48,7 +50,7 @@ Commands:
 ${names
   .map((n) => {
     const c = COMMANDS[n] as Command;
-    return `  ${n.padEnd(width)}${c.summary}${c.reserved ? ' (reserved; not built yet)' : ''}`;
+    return `  ${n.padEnd(width)}${c.summary}`;
   })
   .join('\n')}
 `;
@@ -76,10 +78,6 @@ async function main(argv: readonly string[]): Promise<number> {
   const command = COMMANDS[name];
   if (!command) {
     process.stderr.write(`swf-fastmon: unknown command "${name}"\n\n${help()}`);
-    return 2;
-  }
-  if (!command.run) {
-    process.stderr.write(`swf-fastmon ${name}: reserved for ${command.reserved}; not built yet\n`);
     return 2;
   }
   return command.run(rest);

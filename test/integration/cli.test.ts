@@ -52,9 +52,9 @@ describe('swf-fastmon command line', () => {
     expect(code).toBe(0);
     for (const name of ['agent', 'scan', 'watch', 'gen', 'client'])
       expect(stdout).toMatch(new RegExp(`^  ${name} `, 'm'));
-    const reserved = await run(['client']);
-    expect(reserved.code).toBe(2);
-    expect(reserved.stderr).toMatch(/reserved for the live-view issue/);
+    const unknown = await run(['frobnicate']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown command "frobnicate"/);
   });
 
   it('prints the resolved configuration with secrets redacted', async () => {

@@ -1,0 +1,61 @@
+// The summary the client prints when it stops (Ctrl+C, SIGTERM): what was seen, per run and in total.
+
+import { padEnd, padStart, paint } from './ansi.js';
+import { safe } from './fields.js';
+import { duration, hms, humanBytes, int, rate } from './format.js';
+import type { ClientStats, RunView } from './stats.js';
+
+export interface SummaryOptions {
+  color: boolean;
+}
+
+export function formatSummary(stats: ClientStats, options: SummaryOptions): string {
+  const { color } = options;
+  const now = stats.now();
+  const sizes = stats.sizeSummary();
+  const statuses = [...stats.byStatus.entries()].map(([s, k]) => `${safe(s, 20)} ${int(k)}`).join(', ');
+  const runs = stats.runViews();
+  const label = (s: string) => paint(padEnd(s, 14), 'bold', color);
+  const lines = [
+    paint('swf-fastmon client summary', 'bold', color),
+    `  ${label('uptime')}${duration(now - stats.startedAt)} (since ${hms(new Date(stats.startedAt))})`,
+    `  ${label('samples')}${int(stats.samples)} TF samples received${statuses ? ` (${statuses})` : ''}`,
+    `  ${label('data volume')}${humanBytes(stats.bytes)}${stats.unsized > 0 ? ` (${int(stats.unsized)} samples without a size)` : ''}`,
+    `  ${label('sizes')}min ${humanBytes(sizes.min)}, mean ${humanBytes(sizes.mean)}, max ${humanBytes(sizes.max)}`,
+    `  ${label('overall rate')}${rate(stats.overallRate())} TF samples/s (last minute ${rate(stats.currentRate())}/s)`,
+    `  ${label('messages')}${int(stats.messages)}${stats.ignored > 0 ? ` (${int(stats.ignored)} ignored)` : ''}`,
+    `  ${label('runs')}${runs.length}${stats.runsDropped > 0 ? ` shown, ${int(stats.runsDropped)} older ones only in the totals` : ''}`,
+  ];
+  if (runs.length > 0) {
+    lines.push(
+      paint(
+        `    ${runRow(['run', 'state', 'samples', 'STFs', 'bytes', 'mean size', 'rate/s'])}`,
+        'dim',
+        color,
+      ),
+    );
+    for (const r of runs) lines.push(`    ${runRow(runCells(r))}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function runCells(r: RunView): string[] {
+  return [
+    safe(r.run, 12),
+    r.state,
+    int(r.samples),
+    `${r.stfsApproximate ? '~' : ''}${int(r.stfs)}`,
+    humanBytes(r.bytes),
+    humanBytes(r.meanSize),
+    rate(r.rate),
+  ];
+}
+
+const WIDTHS = [12, 9, 9, 8, 10, 10, 8];
+
+function runRow(cells: string[]): string {
+  return cells
+    .map((c, i) => (i < 2 ? padEnd(c, WIDTHS[i]!) : padStart(c, WIDTHS[i]!)))
+    .join(' ')
+    .trimEnd();
+}

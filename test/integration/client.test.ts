@@ -1,0 +1,180 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/log/logger.js';
+import { CatalogRegistrar } from '../../src/sinks/catalog.js';
+import { brokerAddress, TestPeer, uniqueTopic } from '../support/broker.js';
+import { startSseServer } from '../support/sse-server.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const CLI = path.join(ROOT, 'dist/src/cli.js');
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) c.kill('SIGKILL');
+});
+
+function start(args: string[], env: Record<string, string> = {}) {
+  const proc = spawn(process.execPath, [CLI, 'client', ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', ...env },
+  });
+  children.push(proc);
+  const out = { stdout: '', stderr: '' };
+  proc.stdout?.on('data', (d) => {
+    out.stdout += d;
+  });
+  proc.stderr?.on('data', (d) => {
+    out.stderr += d;
+  });
+  const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
+  return { proc, out, exited };
+}
+
+async function until(predicate: () => boolean, what: string, context: () => string, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${context().slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function sample(run: string, stf: number, i: number, size: number | null) {
+  return {
+    msg_type: 'tf_file_registered',
+    processed_by: 'fastmon-agent-test-1',
+    run_id: run,
+    stf_filename: `swf.${run}.${String(stf).padStart(6, '0')}.stf`,
+    tf_file_id: `id-${stf}-${i}`,
+    tf_filename: `swf.${run}.${String(stf).padStart(6, '0')}_tf_${String(i).padStart(3, '0')}.tf`,
+    tf_first: i * 100,
+    tf_last: i * 100 + 19,
+    tf_count: 20,
+    file_size_bytes: size,
+    status: 'registered',
+    timestamp: '2026-11-23T14:30:25.123000',
+  };
+}
+
+describe('swf-fastmon client', () => {
+  it('shows one line per TF sample from the broker and a correct summary on Ctrl+C', async () => {
+    const { host, port } = brokerAddress();
+    const topic = uniqueTopic('client');
+    const c = start(['--host', host, '--port', String(port), '--queue', topic]);
+    const peer = await TestPeer.connect();
+    // The subscription is asynchronous: publish probes (filtered out) until the client is listening.
+    const probe = {
+      msg_type: 'tf_file_registered',
+      run_id: 'probe',
+      tf_filename: 'probe.tf',
+      file_size_bytes: 1,
+    };
+    const deadline = Date.now() + 15_000;
+    while (!c.out.stdout.includes('probe.tf') && Date.now() < deadline) {
+      await peer.publish(topic, probe);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    for (let i = 1; i <= 7; i++) await peer.publish(topic, sample('111000', 1, i, 3_000_000));
+    for (let i = 1; i <= 3; i++) await peer.publish(topic, sample('111001', 1, i, 1_000_000));
+    await peer.publish(topic, { msg_type: 'stf_ready', run_id: '111000', filename: 'x.stf' }); // not shown
+    await peer.publish(topic, 'not json at all');
+    await peer.publish(topic, { msg_type: 'tf_file_registered', run_id: '111001' }); // fields missing
+    await until(
+      () => (c.out.stdout.match(/^\d\d:\d\d:\d\d .* run 111001 /gm) ?? []).length >= 3,
+      'the lines',
+      () => c.out.stdout,
+    );
+    c.proc.kill('SIGINT');
+    expect(await c.exited).toBe(0);
+    await peer.close();
+    const lines = c.out.stdout.split('\n');
+    const tfLines = lines.filter((l) => /_tf_\d{3}\.tf/.test(l));
+    expect(tfLines).toHaveLength(10);
+    expect(tfLines[0]).toMatch(
+      /swf\.111000\.000001_tf_001\.tf\s+3\.0 MB\s+STF swf\.111000\.000001\.stf\s+run 111000\s+TFs 100-119 \(20\)\s+registered/,
+    );
+    expect(c.out.stdout).not.toMatch(/\x1b\[/); // not a terminal: no colour
+    expect(c.out.stdout).not.toContain('x.stf');
+    expect(c.out.stdout).toMatch(/swf-fastmon client summary/);
+    expect(c.out.stdout).toMatch(/data volume\s+24\.0 MB/); // 7 × 3 MB + 3 × 1 MB (+ probes of 1 byte)
+    expect(c.out.stdout).toMatch(/^\s+111000\s+\S+\s+7\s+1\s+21\.0 MB/m);
+    expect(c.out.stdout).toMatch(/^\s+111001\s+\S+\s+4\s+1\s+3\.0 MB/m);
+  });
+
+  it('filters by run and writes JSON lines with --json', async () => {
+    const { host, port } = brokerAddress();
+    const topic = uniqueTopic('client-json');
+    const c = start(['-h', host, '-p', String(port), '-q', topic, '--json', '--run', '111002']);
+    const peer = await TestPeer.connect();
+    const deadline = Date.now() + 15_000;
+    let n = 0;
+    while (!c.out.stdout.includes('"run_id":"111002"') && Date.now() < deadline) {
+      await peer.publish(topic, sample('111002', 9, ++n % 999, 10));
+      await peer.publish(topic, sample('111003', 9, n % 999, 10));
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    c.proc.kill('SIGTERM');
+    expect(await c.exited).toBe(0);
+    await peer.close();
+    const json = c.out.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(json.length).toBeGreaterThan(0);
+    expect(json.every((m) => m.run_id === '111002')).toBe(true);
+  });
+
+  it('replays a local catalog and ends with the summary', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-client-'));
+    const file = path.join(dir, 'catalog.jsonl');
+    const catalog = await CatalogRegistrar.open(file, silentLogger());
+    for (let i = 1; i <= 5; i++) {
+      await catalog.register({
+        stfFilename: 'swf.111004.000001.stf',
+        tfFilename: `swf.111004.000001_tf_00${i}.tf`,
+        tfFirst: i,
+        tfLast: i,
+        tfCount: 1,
+        fileSizeBytes: 1000,
+        checksum: null,
+        metadata: { run_id: '111004' },
+      });
+    }
+    await catalog.close();
+    const c = start(['--catalog', file]);
+    expect(await c.exited).toBe(0);
+    expect(c.out.stdout.split('\n').filter((l) => /_tf_00\d\.tf/.test(l))).toHaveLength(5);
+    expect(c.out.stdout).toMatch(/5 TF samples received/);
+    expect(c.out.stdout).toMatch(/^\s+111004\s+\S+\s+5\s+1\s+5\.0 kB/m);
+  });
+
+  it("reads swf-monitor's SSE relay with --sse", async () => {
+    const server = await startSseServer({ basePath: '/swf-monitor' });
+    try {
+      const c = start(['--sse'], { SWF_MONITOR_URL: server.url, SWF_API_TOKEN: server.token });
+      await until(
+        () => server.open > 0,
+        'the SSE connection',
+        () => c.out.stderr,
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      for (let i = 1; i <= 4; i++) server.push(sample('111005', 2, i, 2_000));
+      server.heartbeat();
+      await until(
+        () => (c.out.stdout.match(/run 111005/g) ?? []).length === 4,
+        'the SSE lines',
+        () => c.out.stdout + c.out.stderr,
+      );
+      c.proc.kill('SIGINT');
+      expect(await c.exited).toBe(0);
+      expect(c.out.stdout).toMatch(/4 TF samples received/);
+      expect(server.requests[0]?.query).toMatch(
+        /msg_types=tf_file_registered%2Cfastmon_summary%2Cfastmon_status|msg_types=tf_file_registered,fastmon_summary,fastmon_status/,
+      );
+      expect(c.out.stdout + c.out.stderr).not.toContain(server.token);
+    } finally {
+      await server.close();
+    }
+  });
+});
