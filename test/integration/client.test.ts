@@ -94,7 +94,7 @@ describe('swf-fastmon client', () => {
     expect(tfLines[0]).toMatch(
       /swf\.111000\.000001_tf_001\.tf\s+3\.0 MB\s+STF swf\.111000\.000001\.stf\s+run 111000\s+TFs 100-119 \(20\)\s+registered/,
     );
-    expect(c.out.stdout).not.toMatch(/\x1b\[/); // not a terminal: no colour
+    expect(c.out.stdout).not.toContain('\u001b['); // not a terminal: no colour
     expect(c.out.stdout).not.toContain('x.stf');
     expect(c.out.stdout).toMatch(/swf-fastmon client summary/);
     expect(c.out.stdout).toMatch(/data volume\s+24\.0 MB/); // 7 × 3 MB + 3 × 1 MB (+ probes of 1 byte)
