@@ -1,6 +1,6 @@
 // TF sampling: a pure, deterministic function of (seed, run, STF name, tf_count, settings).
 
-import { createHash } from 'node:crypto';
+import { seededUniform } from './random.js';
 
 export interface SamplerSettings {
   tfFilesPerStf: number;
@@ -45,7 +45,7 @@ export function sampleStf(input: SampleInput): TfSample[] {
   if (!Number.isInteger(tfCount) || tfCount <= 0) return [];
   const n = Math.min(settings.tfFilesPerStf, tfCount);
   const stf = baseName(input.stfFilename);
-  const random = rng([input.seed, input.runId ?? '', stf, tfCount, n, settings.tfSizeFraction]);
+  const random = seededUniform([input.seed, input.runId ?? '', stf, tfCount, n, settings.tfSizeFraction]);
   const samples: TfSample[] = [];
   for (let i = 0; i < n; i++) {
     const partStart = Math.floor((i * tfCount) / n);
@@ -78,7 +78,7 @@ export function isStfSelected(
 ): boolean {
   if (fraction >= 1) return true;
   if (fraction <= 0) return false;
-  return rng(['select', seed, runId ?? '', baseName(stfFilename)])() < fraction;
+  return seededUniform(['select', seed, runId ?? '', baseName(stfFilename)])() < fraction;
 }
 
 /** `<stf name without extension>_tf_<NNN>.tf` (contract §4.3). */
@@ -91,29 +91,4 @@ export function tfFilename(stfFilename: string, sequence: number): string {
 
 export function baseName(file: string): string {
   return file.slice(file.lastIndexOf('/') + 1);
-}
-
-/** xoshiro128** over a SHA-256 of the key; returns uniform numbers in [0, 1). */
-function rng(key: readonly unknown[]): () => number {
-  const digest = createHash('sha256').update(JSON.stringify(key)).digest();
-  let s0 = digest.readUInt32LE(0);
-  let s1 = digest.readUInt32LE(4);
-  let s2 = digest.readUInt32LE(8);
-  let s3 = digest.readUInt32LE(12);
-  if ((s0 | s1 | s2 | s3) === 0) s0 = 1;
-  return () => {
-    const result = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
-    const t = s1 << 9;
-    s2 ^= s0;
-    s3 ^= s1;
-    s1 ^= s2;
-    s0 ^= s3;
-    s2 ^= t;
-    s3 = rotl(s3, 11);
-    return result / 4294967296;
-  };
-}
-
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
 }

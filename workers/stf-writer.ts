@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { type FileHandle, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { FastmonError } from '../src/errors.js';
+import { writeAll } from '../src/sinks/durable.js';
 import {
   adler32,
   type BinaryHeader,
@@ -118,7 +119,7 @@ export async function writeStf(file: string, d: StfDescription, fill: PayloadSou
             skipEmpty();
           }
         }
-        await writeAll(handle, view, payloadOffset + position);
+        await writeAll(handle, view, view.length, payloadOffset + position);
         position += n;
       }
     }
@@ -141,7 +142,7 @@ export async function writeStf(file: string, d: StfDescription, fill: PayloadSou
       encodeIndex(entries),
       Buffer.alloc(payloadOffset - front),
     ]);
-    await writeAll(handle, head, 0);
+    await writeAll(handle, head, head.length, 0);
     await handle.datasync();
     await handle.close();
     handle = null;
@@ -179,14 +180,6 @@ export function adler32Combine(adlerA: number, adlerB: number, lengthB: number):
 /** adler32 of n zero bytes: a stays 1, b grows by 1 per byte. */
 function adlerOfZeros(n: number): number {
   return (((n % 65521) << 16) | 1) >>> 0;
-}
-
-async function writeAll(handle: FileHandle, data: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < data.length) {
-    const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
-    done += bytesWritten;
-  }
 }
 
 function align8(n: number): number {

@@ -4,9 +4,10 @@ import { Agent } from '../agent/agent.js';
 import { replayFile } from '../agent/replay.js';
 import { formatSummary } from '../agent/summary.js';
 import { type ExtraFlag, parseArgs } from '../config/args.js';
-import { type Config, loadConfig, printableConfig } from '../config/load.js';
+import type { Config } from '../config/load.js';
 import { FastmonError, isFastmonError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
+import { commandConfig } from './common.js';
 import { configHelp } from './help.js';
 import { runDirectories } from './scan-command.js';
 
@@ -37,15 +38,8 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
   }
   if (args.positionals.length > 0)
     throw new FastmonError('CONFIG_INVALID', `unexpected argument ${args.positionals[0]}`);
-  const configFile = args.options.get('config');
-  const { config } = loadConfig({
-    flags: args.config,
-    configFile: typeof configFile === 'string' ? configFile : undefined,
-  });
-  if (args.options.get('print-config')) {
-    process.stdout.write(`${JSON.stringify(printableConfig(config), null, 2)}\n`);
-    return 0;
-  }
+  const config = commandConfig(args);
+  if (!config) return 0;
   if (config.agent.mode === 'continuous') {
     // The original agent's continuous mode, made real: watch directories instead of stf_ready.
     if (config.scan.watchDirs.length === 0) {

@@ -4,12 +4,13 @@ import path from 'node:path';
 import { Agent } from '../agent/agent.js';
 import { formatSummary } from '../agent/summary.js';
 import { type ExtraFlag, parseArgs } from '../config/args.js';
-import { type Config, loadConfig, printableConfig } from '../config/load.js';
+import type { Config } from '../config/load.js';
 import { FastmonError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
 import { Ledger } from '../scan/ledger.js';
 import { emptyScanCounts, type ScanContext, type ScanCounts, scanOnce } from '../scan/scan.js';
 import { DirectoryWatcher } from '../scan/watch.js';
+import { commandConfig } from './common.js';
 import { configHelp } from './help.js';
 import { humanRate, ProgressLine } from './progress.js';
 
@@ -41,15 +42,8 @@ async function run(mode: 'scan' | 'watch', argv: readonly string[]): Promise<num
     process.stdout.write(help(mode));
     return 0;
   }
-  const configFile = args.options.get('config');
-  const { config } = loadConfig({
-    flags: args.config,
-    configFile: typeof configFile === 'string' ? configFile : undefined,
-  });
-  if (args.options.get('print-config')) {
-    process.stdout.write(`${JSON.stringify(printableConfig(config), null, 2)}\n`);
-    return 0;
-  }
+  const config = commandConfig(args);
+  if (!config) return 0;
   const dirs =
     args.positionals.length > 0 ? args.positionals.map((d) => path.resolve(d)) : config.scan.watchDirs;
   if (dirs.length === 0)

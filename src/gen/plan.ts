@@ -1,6 +1,7 @@
 // The synthetic run `gen` writes, as a pure function of its options: STF names, TF lengths, times, payload bytes.
 
 import { createHash } from 'node:crypto';
+import { seededUint32 } from '../../workers/random.js';
 import type { StfDescription } from '../../workers/stf-writer.js';
 
 export interface PlanOptions {
@@ -65,7 +66,7 @@ export function stfFilename(run: number, sequence: number): string {
  */
 export function planStf(o: PlanOptions, index: number): PlannedStf {
   const sequence = o.startSequence + index;
-  const random = xoshiro128ss(keyWords(['tf-lengths', o.seed, o.run, sequence]));
+  const random = seededUint32(['tf-lengths', o.seed, o.run, sequence]);
   const mu = Math.log(o.tfSizeMean) - (o.tfSizeSigma * o.tfSizeSigma) / 2;
   const tfLengths: number[] = new Array(o.tfsPerStf);
   let payloadBytes = 0;
@@ -180,28 +181,7 @@ function keyWords(key: readonly unknown[]): number[] {
   return [0, 4, 8, 12].map((at) => digest.readUInt32LE(at));
 }
 
-/** xoshiro128**, as workers/sampler.ts; returns uint32. */
-function xoshiro128ss(seed: readonly number[]): () => number {
-  let [s0 = 0, s1 = 0, s2 = 0, s3 = 0] = seed;
-  if ((s0 | s1 | s2 | s3) === 0) s0 = 1;
-  return () => {
-    const result = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
-    const t = s1 << 9;
-    s2 ^= s0;
-    s3 ^= s1;
-    s1 ^= s2;
-    s0 ^= s3;
-    s2 ^= t;
-    s3 = rotl(s3, 11);
-    return result;
-  };
-}
-
 /** Uniform in [0, 1) from 32 random bits. */
 function uniform(next: () => number): number {
   return next() / 4294967296;
-}
-
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
 }

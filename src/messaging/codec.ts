@@ -242,21 +242,23 @@ export function fastmonStatus(
     execution_id: fields.executionId,
     timestamp: localIsoTimestamp(now),
   };
-  if (fields.counts) {
-    const c = fields.counts;
-    Object.assign(body, {
-      stfs_received: c.stfsReceived,
-      stfs_sampled: c.stfsSampled,
-      stfs_skipped: c.stfsSkipped,
-      stfs_failed: c.stfsFailed,
-      stfs_duplicate: c.stfsDuplicate,
-      stfs_without_file: c.stfsWithoutFile,
-      tf_files_registered: c.tfsRegistered,
-      tf_files_failed: c.tfsFailed,
-      bytes_sampled: c.bytesSampled,
-    });
-  }
+  if (fields.counts)
+    Object.assign(body, { stfs_received: fields.counts.stfsReceived, ...countFields(fields.counts) });
   return body;
+}
+
+/** A run's counts as the testbed's snake_case fields (all but the received count, named per message). */
+function countFields(c: RunCounts): Record<string, number> {
+  return {
+    stfs_sampled: c.stfsSampled,
+    stfs_skipped: c.stfsSkipped,
+    stfs_failed: c.stfsFailed,
+    stfs_duplicate: c.stfsDuplicate,
+    stfs_without_file: c.stfsWithoutFile,
+    tf_files_registered: c.tfsRegistered,
+    tf_files_failed: c.tfsFailed,
+    bytes_sampled: c.bytesSampled,
+  };
 }
 
 export interface SummaryFields {
@@ -289,14 +291,7 @@ export function fastmonSummary(f: SummaryFields, now = new Date()): Record<strin
     final: f.final,
     cycle_s: f.cycleS,
     stfs_seen: c.stfsReceived,
-    stfs_sampled: c.stfsSampled,
-    stfs_skipped: c.stfsSkipped,
-    stfs_failed: c.stfsFailed,
-    stfs_duplicate: c.stfsDuplicate,
-    stfs_without_file: c.stfsWithoutFile,
-    tf_files_registered: c.tfsRegistered,
-    tf_files_failed: c.tfsFailed,
-    bytes_sampled: c.bytesSampled,
+    ...countFields(c),
     outbox_depth: f.outboxDepth,
     rates: {
       stfs_per_s: round(f.rates.stfsPerS),

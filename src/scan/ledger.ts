@@ -4,6 +4,7 @@ import { type FileHandle, mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { FastmonError, isFastmonError, messageOf } from '../errors.js';
 import { type Logger, silentLogger } from '../log/logger.js';
+import { fsyncDirectory, writeAll } from '../sinks/durable.js';
 import { KeyIndex } from './key-index.js';
 import {
   DEAD,
@@ -509,19 +510,6 @@ async function writeSnapshot(handle: FileHandle, index: KeyIndex): Promise<numbe
   }
   await writeAll(handle, chunk, used);
   return written;
-}
-
-async function writeAll(handle: FileHandle, buf: Buffer, length: number): Promise<void> {
-  for (let at = 0; at < length; ) at += (await handle.write(buf, at, length - at)).bytesWritten;
-}
-
-async function fsyncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 function ioError(what: string, file: string, err: unknown): FastmonError {

@@ -5,6 +5,7 @@ import { type FileHandle, mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { FastmonError, isFastmonError, messageOf } from '../errors.js';
 import { type Logger, silentLogger } from '../log/logger.js';
+import { fsyncDirectory } from './durable.js';
 import { Journal } from './journal.js';
 
 // On disk (UTF-8, one record per line; JSON.stringify never emits a raw newline):
@@ -506,15 +507,6 @@ async function writeSnapshot(handle: FileHandle, header: string, slots: Slot[]):
   }
   await handle.appendFile(chunk);
   return bytes + Buffer.byteLength(chunk);
-}
-
-async function fsyncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 function ioError(what: string, file: string, err: unknown): FastmonError {

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,10 +6,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configMarkdown } from '../../src/cli/help.js';
 import { brokerAddress, TestPeer } from '../support/broker.js';
+import { ROOT, startCli } from '../support/cli.js';
 import { type MonitorDouble, startMonitorDouble } from '../support/monitor-double.js';
-
-const ROOT = path.resolve(import.meta.dirname, '../..');
-const CLI = path.join(ROOT, 'dist/src/cli.js');
 
 interface Run {
   code: number | null;
@@ -17,31 +15,8 @@ interface Run {
   stderr: string;
 }
 
-interface Started {
-  proc: ChildProcess;
-  out: { stdout: string; stderr: string };
-  exited: Promise<number | null>;
-}
-
-/** Starts the built CLI with exactly the given environment (plus PATH), as supervisord would. */
-function start(args: string[], env: Record<string, string> = {}, cwd = ROOT): Started {
-  const proc = spawn(process.execPath, [CLI, ...args], {
-    cwd,
-    env: { PATH: process.env.PATH ?? '', ...env },
-  });
-  const out = { stdout: '', stderr: '' };
-  proc.stdout?.on('data', (d) => {
-    out.stdout += d;
-  });
-  proc.stderr?.on('data', (d) => {
-    out.stderr += d;
-  });
-  const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
-  return { proc, out, exited };
-}
-
 async function run(args: string[], env: Record<string, string> = {}, cwd = ROOT): Promise<Run> {
-  const started = start(args, env, cwd);
+  const started = startCli(args, env, cwd);
   const code = await started.exited;
   return { code, ...started.out };
 }
@@ -145,7 +120,7 @@ describe('swf-fastmon agent configured only through the testbed environment', ()
       SWF_LOG_LEVEL: 'INFO',
       FASTMON_HTTP_PORT: '0',
     };
-    const started = start(['agent'], env, dir);
+    const started = startCli(['agent'], env, dir);
     child = started.proc;
     const { out, exited } = started;
     await waitUntil(
@@ -210,7 +185,7 @@ describe('supervisord stop signal', () => {
       FASTMON_SUBSCRIPTION: `/topic/fastmon.test.quit.${randomUUID().slice(0, 8)}`,
       FASTMON_HTTP_PORT: '-1',
     };
-    const { proc, out, exited } = start(['agent'], env);
+    const { proc, out, exited } = startCli(['agent'], env);
     try {
       await waitUntil(
         () => double.heartbeats.length > 0,
@@ -240,7 +215,7 @@ describe('start-up without swf-monitor', () => {
       FASTMON_MONITOR_RETRY_DELAY_MS: '20',
       FASTMON_HTTP_PORT: '-1',
     };
-    const { proc, out, exited } = start(['agent'], env);
+    const { proc, out, exited } = startCli(['agent'], env);
     try {
       await waitUntil(
         () => (out.stderr.match(/cannot get an agent id from swf-monitor/g) ?? []).length >= 2,

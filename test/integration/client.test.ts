@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -6,30 +6,18 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log/logger.js';
 import { CatalogRegistrar } from '../../src/sinks/catalog.js';
 import { brokerAddress, TestPeer, uniqueTopic } from '../support/broker.js';
+import { startCli } from '../support/cli.js';
 import { startSseServer } from '../support/sse-server.js';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
-const CLI = path.join(ROOT, 'dist/src/cli.js');
 const children: ChildProcess[] = [];
 afterEach(() => {
   for (const c of children.splice(0)) c.kill('SIGKILL');
 });
 
 function start(args: string[], env: Record<string, string> = {}) {
-  const proc = spawn(process.execPath, [CLI, 'client', ...args], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', ...env },
-  });
-  children.push(proc);
-  const out = { stdout: '', stderr: '' };
-  proc.stdout?.on('data', (d) => {
-    out.stdout += d;
-  });
-  proc.stderr?.on('data', (d) => {
-    out.stderr += d;
-  });
-  const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
-  return { proc, out, exited };
+  const started = startCli(['client', ...args], env);
+  children.push(started.proc);
+  return started;
 }
 
 async function until(predicate: () => boolean, what: string, context: () => string, timeoutMs = 15_000) {

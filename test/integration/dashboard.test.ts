@@ -89,7 +89,11 @@ describe('client dashboard in a terminal (tmux)', () => {
       'on',
     );
 
-    const lines = await waitFor('the full dashboard', (l) => l.some((x) => x.startsWith('SAMPLE SIZES')));
+    // A frame can be caught half drawn: wait until its last rows are on the screen.
+    const lines = await waitFor(
+      'the full dashboard',
+      (l) => l.some((x) => x.startsWith('SAMPLE SIZES')) && l.some((x) => /128-256 KiB .*%$/.test(x)),
+    );
     const text = lines.join('\n');
     expect(paneFlag('#{alternate_on}')).toBe('1');
     expect(paneFlag('#{cursor_flag}')).toBe('0');

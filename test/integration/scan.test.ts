@@ -1,13 +1,12 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { writeStf } from '../../workers/stf-writer.js';
+import { type Started, startCli } from '../support/cli.js';
 import { type MonitorDouble, startMonitorDouble } from '../support/monitor-double.js';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
-const CLI = path.join(ROOT, 'dist/src/cli.js');
 const made: string[] = [];
 const children: ChildProcess[] = [];
 
@@ -24,26 +23,10 @@ function temp(): string {
   return d;
 }
 
-interface Started {
-  proc: ChildProcess;
-  out: { stdout: string; stderr: string };
-  exited: Promise<number | null>;
-}
-
 function start(args: string[], env: Record<string, string>, cwd: string): Started {
-  const proc = spawn(process.execPath, [CLI, ...args], {
-    cwd,
-    env: { PATH: process.env.PATH ?? '', FASTMON_HTTP_PORT: '-1', SWF_LOG_LEVEL: 'warn', ...env },
-  });
-  children.push(proc);
-  const out = { stdout: '', stderr: '' };
-  proc.stdout?.on('data', (d) => {
-    out.stdout += d;
-  });
-  proc.stderr?.on('data', (d) => {
-    out.stderr += d;
-  });
-  return { proc, out, exited: new Promise((resolve) => proc.on('close', (code) => resolve(code))) };
+  const started = startCli(args, { FASTMON_HTTP_PORT: '-1', SWF_LOG_LEVEL: 'warn', ...env }, cwd);
+  children.push(started.proc);
+  return started;
 }
 
 async function runCli(args: string[], env: Record<string, string>, cwd: string) {
