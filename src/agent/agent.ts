@@ -16,21 +16,19 @@ import {
   type RunLifecycle,
   runFromFilename,
   type StfReady,
-  tfFileRegistered,
 } from '../messaging/codec.js';
 import { type InboundMessage, StompConnection } from '../messaging/stomp.js';
-import { alreadyExists, MonitorClient } from '../monitor/client.js';
+import { MonitorClient } from '../monitor/client.js';
 import { MonitorHttp } from '../monitor/http.js';
 import { type OpsServer, startOpsServer } from '../ops/http.js';
 import { createMetrics, type Metrics } from '../ops/metrics.js';
 import { emptyCounts, RunStates } from '../run/run-states.js';
 import { createInlineExecutor, createPool, type StfExecutor } from '../scheduler/pool.js';
-import { type DeferredSample, Scheduler, type StfResult } from '../scheduler/scheduler.js';
+import { Scheduler, type StfResult } from '../scheduler/scheduler.js';
 import { type Broadcaster, StompBroadcaster, StreamBroadcaster } from '../sinks/broadcast.js';
 import { CatalogRegistrar } from '../sinks/catalog.js';
-import { Outbox } from '../sinks/outbox.js';
-import { OutboxDrainer } from '../sinks/outbox-drainer.js';
 import { MonitorRegistrar, type Registrar } from '../sinks/registrar.js';
+import { DeferredSamples } from './deferred.js';
 import { Heartbeats, type OperationalState, osUser } from './heartbeat.js';
 import { Summaries } from './summaries.js';
 
@@ -73,9 +71,8 @@ export class Agent {
   private monitor: MonitorClient | null = null;
   private registrar: Registrar | null = null;
   private broadcaster: Broadcaster | null = null;
-  private outbox: Outbox | null = null;
+  private deferred: DeferredSamples | null = null;
   private summaries: Summaries | null = null;
-  private drainer: OutboxDrainer | null = null;
   private executor: StfExecutor | null = null;
   private scheduler: Scheduler | null = null;
   private heartbeats: Heartbeats | null = null;
@@ -182,7 +179,17 @@ export class Agent {
       logger.info('no ACTIVEMQ_HOST: notifications are printed to stdout');
     }
     this.broadcaster = broadcaster;
-    if (this.monitor) await this.openOutbox(this.registrar, broadcaster);
+    if (this.monitor) {
+      this.deferred = await DeferredSamples.open({
+        config,
+        logger,
+        metrics: this.metrics,
+        registrar: this.registrar,
+        broadcaster,
+        processedBy: () => this.name,
+        onChange: () => this.heartbeats?.changed(),
+      });
+    }
     this.executor = this.options.inline
       ? createInlineExecutor()
       : createPool({ workers: config.agent.workers });
@@ -197,7 +204,7 @@ export class Agent {
       stfChecksum: config.agent.stfChecksum,
       maxInFlight: config.agent.maxInFlight,
       processedBy: () => this.name,
-      defer: this.outbox ? (sample) => this.defer(sample) : undefined,
+      defer: this.deferred ? (sample) => (this.deferred as DeferredSamples).defer(sample) : undefined,
       logger,
       metrics: this.metrics,
     });
@@ -230,10 +237,21 @@ export class Agent {
     if (this.broker) {
       this.broker.start();
       if (this.options.consume !== false) this.subscribe(this.broker);
-      await this.broker.waitConnected(Math.max(config.broker.reconnectMaxMs, 15_000)).catch((err: Error) => {
-        // Not fatal: the connection keeps retrying in the background.
-        logger.error({ code: 'BROKER_UNAVAILABLE' }, `${err.message}; still trying`);
-      });
+      const connected = await this.broker.waitConnected(Math.max(config.broker.reconnectMaxMs, 15_000)).then(
+        () => true,
+        (err: Error) => {
+          // Not fatal: the connection keeps retrying in the background.
+          logger.error({ code: 'BROKER_UNAVAILABLE' }, `${err.message}; still trying`);
+          return false;
+        },
+      );
+      // Started means listening: stf_ready sent to a topic before the broker has the subscription is lost.
+      if (connected && this.options.consume !== false && !(await this.broker.waitSubscribed(10_000))) {
+        logger.warn(
+          { destination: config.broker.subscription },
+          'subscription not confirmed by the broker yet',
+        );
+      }
     }
     if (this.monitor && this.broker && this.options.consume !== false) {
       await this.monitor
@@ -248,7 +266,7 @@ export class Agent {
       runs: this.runs,
       broadcaster,
       processedBy: () => this.name,
-      outboxDepth: () => this.outbox?.depth ?? null,
+      outboxDepth: () => this.deferred?.depth ?? null,
       intervalS: config.agent.summaryIntervalS,
       logger,
       metrics: this.metrics,
@@ -397,9 +415,7 @@ export class Agent {
     await this.summaries?.stop();
     this.unsubscribe?.();
     this.unsubscribe = null;
-    // What is still in the outbox stays there, durable, for the next start.
-    await this.drainer?.close();
-    await this.outbox?.close();
+    await this.deferred?.close();
     await this.heartbeats?.exit();
     await this.broker?.close();
     await this.executor?.close();
@@ -507,69 +523,6 @@ export class Agent {
   }
 
   /**
-   * The outbox keeps what swf-monitor could not take (unreachable, timing out, 5xx after the
-   * retries) so the message can be acknowledged; the drainer registers and announces the entries
-   * in order once the monitor answers, including entries left by an earlier run (kill -9).
-   */
-  private async openOutbox(registrar: Registrar, broadcaster: Broadcaster): Promise<void> {
-    const { config, logger, metrics } = this;
-    this.outbox = await Outbox.open(path.resolve(config.agent.outbox), {
-      maxBytes: config.agent.outboxMaxBytes,
-      logger,
-    });
-    const outbox = this.outbox;
-    const update = () => {
-      metrics.outboxDepth.set(outbox.depth);
-      metrics.outboxBytes.set(outbox.bytes);
-    };
-    update();
-    if (outbox.depth > 0)
-      logger.warn({ depth: outbox.depth }, 'outbox holds samples from an earlier run; replaying them');
-    this.drainer = new OutboxDrainer(
-      outbox,
-      async (payload, signal) => {
-        const d = payload as DeferredSample;
-        let tfFileId: string;
-        try {
-          tfFileId = (await registrar.register(d.record, signal)).tfFileId;
-        } catch (err) {
-          // A refusal that is not "already there" will not change on a retry: say so and move on.
-          if (isFastmonError(err, 'MONITOR_REJECTED') && !alreadyExists(err, 'tf_filename')) {
-            metrics.tfsFailed.inc({ code: err.code });
-            logger.error(
-              { code: err.code, tf_filename: d.record.tfFilename },
-              `outbox entry refused: ${err.message}`,
-            );
-            return;
-          }
-          throw err;
-        }
-        metrics.tfsRegistered.inc({ created: 'true' });
-        await broadcaster.publish(
-          tfFileRegistered({
-            ...d.record,
-            processedBy: this.name,
-            runId: d.runId,
-            executionId: d.executionId,
-            tfFileId,
-            status: 'registered',
-          }),
-        );
-        metrics.broadcasts.inc({ msg_type: 'tf_file_registered', result: 'ok' });
-      },
-      { logger, onChange: update },
-    );
-    this.drainer.start();
-  }
-
-  private async defer(sample: DeferredSample): Promise<void> {
-    await this.outbox?.append(sample);
-    this.metrics.outboxDepth.set(this.outbox?.depth ?? 0);
-    this.drainer?.notify();
-    this.heartbeats?.changed();
-  }
-
-  /**
    * The agent id from swf-monitor. Like BaseAgent, keep asking while the monitor is down (5 s by
    * default, doubling up to 60 s), since an agent without a name cannot report; unlike it, a stop
    * signal ends the wait.
@@ -600,7 +553,7 @@ export class Agent {
   private describe(): string {
     const t = this.scheduler?.totals;
     if (!t) return '';
-    const outbox = this.outbox ? `, outbox depth ${this.outbox.depth}` : '';
+    const outbox = this.deferred ? `, outbox depth ${this.deferred.depth}` : '';
     return `STFs sampled ${t.stfsSampled}/${t.stfsReceived}, TF samples registered ${t.tfsRegistered}, failed ${t.tfsFailed}, in flight ${this.scheduler?.inFlight ?? 0}${outbox}`;
   }
 

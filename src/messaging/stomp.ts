@@ -83,6 +83,8 @@ interface Sub {
   spec: SubscriptionSpec;
   handler: Handler;
   live: StompitSubscription | null;
+  /** The broker confirmed the SUBSCRIBE on the current connection (its RECEIPT arrived). */
+  confirmed: boolean;
 }
 
 interface PendingReceipt {
@@ -150,7 +152,7 @@ export class StompConnection extends EventEmitter {
   }
 
   subscribe(spec: SubscriptionSpec, handler: Handler): () => void {
-    const sub: Sub = { spec, handler, live: null };
+    const sub: Sub = { spec, handler, live: null, confirmed: false };
     this.subs.add(sub);
     if (this.client) this.attach(this.client, sub);
     return () => {
@@ -310,7 +312,10 @@ export class StompConnection extends EventEmitter {
     }
     for (const pending of this.pendingReceipts) pending.reject(err);
     this.pendingReceipts.clear();
-    for (const sub of this.subs) sub.live = null;
+    for (const sub of this.subs) {
+      sub.live = null;
+      sub.confirmed = false;
+    }
     if (this.closing) return;
     if (this.reconnectTimer) return;
     const initial = this.options.reconnectInitialMs ?? 250;
@@ -334,11 +339,41 @@ export class StompConnection extends EventEmitter {
       ack: sub.spec.ack,
       ...sub.spec.headers,
     };
+    // stompit takes no receipt callback for SUBSCRIBE; its receipt table is used directly (pinned
+    // stompit 1.0) so that subscribers know when the broker has the subscription: messages sent to
+    // a topic before that are not delivered.
+    const internals = client as unknown as { _nextReceiptId: number; _receipts: Record<string, () => void> };
+    const receipt = String(internals._nextReceiptId++);
+    internals._receipts[receipt] = () => {
+      if (this.client !== client) return;
+      sub.confirmed = true;
+      this.emit('subscribed', sub.spec.destination);
+    };
+    headers.receipt = receipt;
+    sub.confirmed = false;
     sub.live = client.subscribe(headers, (err, message) => {
       // On a dropped connection stompit calls every listener with the error; 'error' handles it.
       if (err) return;
       this.read(client, sub, message);
     });
+  }
+
+  /** Resolves once every subscription is confirmed by the broker on the current connection. */
+  async waitSubscribed(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while ([...this.subs].some((s) => !s.confirmed)) {
+      if (Date.now() > deadline) return false;
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.off('subscribed', done);
+          resolve();
+        };
+        const timer = setTimeout(done, Math.max(1, Math.min(200, deadline - Date.now())));
+        this.on('subscribed', done);
+      });
+    }
+    return true;
   }
 
   private read(client: Client, sub: Sub, message: Message): void {

@@ -1,0 +1,112 @@
+// The outbox of the agent: samples swf-monitor could not take, kept durably and replayed in order.
+
+import path from 'node:path';
+import type { Config } from '../config/load.js';
+import { isFastmonError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import { tfFileRegistered } from '../messaging/codec.js';
+import { alreadyExists } from '../monitor/client.js';
+import type { Metrics } from '../ops/metrics.js';
+import type { DeferredSample } from '../scheduler/scheduler.js';
+import type { Broadcaster } from '../sinks/broadcast.js';
+import { Outbox } from '../sinks/outbox.js';
+import { OutboxDrainer } from '../sinks/outbox-drainer.js';
+import type { Registrar } from '../sinks/registrar.js';
+
+export interface DeferredDeps {
+  config: Config;
+  logger: Logger;
+  metrics: Metrics;
+  registrar: Registrar;
+  broadcaster: Broadcaster;
+  processedBy: () => string;
+  /** Called when the depth changed (the heartbeat carries it). */
+  onChange?: () => void;
+}
+
+/**
+ * The outbox keeps what swf-monitor could not take (unreachable, timing out, 5xx after the
+ * retries) so the message can be acknowledged; the drainer registers and announces the entries
+ * in order once the monitor answers, including entries left by an earlier run (kill -9).
+ */
+export class DeferredSamples {
+  private constructor(
+    private readonly outbox: Outbox,
+    private readonly drainer: OutboxDrainer,
+    private readonly deps: DeferredDeps,
+  ) {}
+
+  static async open(deps: DeferredDeps): Promise<DeferredSamples> {
+    const { config, logger, metrics } = deps;
+    const outbox = await Outbox.open(path.resolve(config.agent.outbox), {
+      maxBytes: config.agent.outboxMaxBytes,
+      logger,
+    });
+    const update = () => {
+      metrics.outboxDepth.set(outbox.depth);
+      metrics.outboxBytes.set(outbox.bytes);
+    };
+    update();
+    if (outbox.depth > 0)
+      logger.warn({ depth: outbox.depth }, 'outbox holds samples from an earlier run; replaying them');
+    const drainer = new OutboxDrainer(
+      outbox,
+      (payload, signal) => replay(deps, payload as DeferredSample, signal),
+      {
+        logger,
+        onChange: update,
+      },
+    );
+    drainer.start();
+    return new DeferredSamples(outbox, drainer, deps);
+  }
+
+  get depth(): number {
+    return this.outbox.depth;
+  }
+
+  /** Durable when it resolves; rejects with OUTBOX_FULL past the size limit. */
+  async defer(sample: DeferredSample): Promise<void> {
+    await this.outbox.append(sample);
+    this.deps.metrics.outboxDepth.set(this.outbox.depth);
+    this.drainer.notify();
+    this.deps.onChange?.();
+  }
+
+  /** What is still in the outbox stays there, durable, for the next start. */
+  async close(): Promise<void> {
+    await this.drainer.close();
+    await this.outbox.close();
+  }
+}
+
+async function replay(deps: DeferredDeps, d: DeferredSample, signal: AbortSignal): Promise<void> {
+  const { registrar, broadcaster, metrics, logger } = deps;
+  let tfFileId: string;
+  try {
+    tfFileId = (await registrar.register(d.record, signal)).tfFileId;
+  } catch (err) {
+    // A refusal that is not "already there" will not change on a retry: say so and move on.
+    if (isFastmonError(err, 'MONITOR_REJECTED') && !alreadyExists(err, 'tf_filename')) {
+      metrics.tfsFailed.inc({ code: err.code });
+      logger.error(
+        { code: err.code, tf_filename: d.record.tfFilename },
+        `outbox entry refused: ${err.message}`,
+      );
+      return;
+    }
+    throw err;
+  }
+  metrics.tfsRegistered.inc({ created: 'true' });
+  await broadcaster.publish(
+    tfFileRegistered({
+      ...d.record,
+      processedBy: deps.processedBy(),
+      runId: d.runId,
+      executionId: d.executionId,
+      tfFileId,
+      status: 'registered',
+    }),
+  );
+  metrics.broadcasts.inc({ msg_type: 'tf_file_registered', result: 'ok' });
+}
