@@ -4,7 +4,7 @@ import { type FileHandle, mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { FastmonError, isFastmonError, messageOf } from '../errors.js';
 import { type Logger, silentLogger } from '../log/logger.js';
-import { fsyncDirectory, writeAll } from '../sinks/durable.js';
+import { fsyncDirectory, reportLoad, writeAll } from '../sinks/durable.js';
 import { KeyIndex } from './key-index.js';
 import {
   DEAD,
@@ -235,7 +235,7 @@ export class Ledger {
         ms: Math.round(performance.now() - started),
       };
       const ledger = new Ledger(resolved, handle, index, report, settings);
-      ledger.reportLoad(scan);
+      reportLoad(ledger.logger, 'ledger', ledger.file, scan, ledger.loaded);
       ledger.maybeCompact();
       return ledger;
     } catch (err) {
@@ -327,23 +327,6 @@ export class Ledger {
     await this.compaction?.catch(() => {});
     while (this.flushing) await this.flushing;
     await this.handle.close();
-  }
-
-  private reportLoad(scan: Scan): void {
-    const { loaded, file } = this;
-    if (scan.torn > 0) {
-      this.logger.warn(
-        { ledger: file, bytes: scan.torn },
-        'ledger ends in an unfinished line (its writer stopped mid-write); cut it off',
-      );
-    }
-    if (scan.corrupt.length > 0) {
-      this.logger.warn(
-        { ledger: file, count: scan.corrupt.length, lines: scan.corrupt.slice(0, 10) },
-        'skipped unreadable ledger lines',
-      );
-    }
-    this.logger.debug({ ledger: file, ...loaded }, 'ledger loaded');
   }
 
   private enqueue(line: string, key: string, outcome: number, size: number, mtimeMs: number): Promise<void> {

@@ -5,7 +5,7 @@ import { type FileHandle, mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { FastmonError, isFastmonError, messageOf } from '../errors.js';
 import { type Logger, silentLogger } from '../log/logger.js';
-import { fsyncDirectory } from './durable.js';
+import { fsyncDirectory, reportLoad } from './durable.js';
 import { Journal } from './journal.js';
 
 // On disk (UTF-8, one record per line; JSON.stringify never emits a raw newline):
@@ -119,7 +119,7 @@ export class Outbox {
       };
       const journal = new Journal(handle, size, (what, err) => ioError(what, resolved, err));
       outbox = new Outbox(resolved, journal, maxBytes, logger, scan, report);
-      outbox.reportLoad(scan);
+      reportLoad(outbox.logger, 'outbox', outbox.file, scan, outbox.loaded);
     } catch (err) {
       await handle.close().catch(() => {});
       throw isFastmonError(err) ? err : ioError('cannot load', resolved, err);
@@ -355,23 +355,6 @@ export class Outbox {
       }
     }
     this.checkLimit();
-  }
-
-  private reportLoad(scan: Scan): void {
-    const { loaded, file } = this;
-    if (scan.torn > 0) {
-      this.logger.warn(
-        { outbox: file, bytes: scan.torn },
-        'outbox ends in an unfinished line (its writer stopped mid-write); cut it off',
-      );
-    }
-    if (scan.corrupt.length > 0) {
-      this.logger.warn(
-        { outbox: file, count: scan.corrupt.length, lines: scan.corrupt.slice(0, 10) },
-        'skipped unreadable outbox lines',
-      );
-    }
-    this.logger.debug({ outbox: file, ...loaded }, 'outbox loaded');
   }
 }
 
