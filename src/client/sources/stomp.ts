@@ -14,17 +14,14 @@ import {
   safeDeliver,
 } from './source.js';
 
-export interface StompSourceOptions {
-  host: string;
-  port: number;
-  user: string;
-  password: string;
-  useSsl: boolean;
-  caFile: string;
+/** The broker settings are the agent's connection options; a client adds what it reads. */
+export type StompSourceOptions = Pick<
+  StompOptions,
+  'host' | 'port' | 'user' | 'password' | 'useSsl' | 'caFile' | 'logger'
+> & {
   destination: string;
   msgTypes: string[];
-  logger: Logger;
-}
+};
 
 /**
  * No selector, even with msgTypes: testbed senders (BaseAgent.send_message) put msg_type in the
