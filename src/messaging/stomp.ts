@@ -3,40 +3,15 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import stompitModule from 'stompit';
 import { FastmonError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import { coalesceStompitWrites } from './coalesce.js';
+import { type StompitClient, type StompitFrame, type StompitSubscription, stompit } from './stompit.js';
 
 // The slice of stompit 1.0 used here. @types/stompit lags the library (no `headers` on frames,
 // no heartbeat margins, a destroy() that needs an argument), so the shapes are declared here.
-interface Frame {
-  headers: Record<string, string>;
-  readString(encoding: string, callback: (err: Error | null, body?: string) => void): void;
-}
-interface Writer {
-  write(chunk: string): boolean;
-  end(): void;
-}
-interface StompitSubscription {
-  unsubscribe(): void;
-}
-interface Client {
-  headers?: Record<string, string>;
-  on(event: 'error', listener: (err: Error) => void): void;
-  on(event: 'end', listener: () => void): void;
-  send(headers: Record<string, string>, options?: { onReceipt?: () => void }): Writer;
-  subscribe(
-    headers: Record<string, string>,
-    listener: (err: Error | null, message: Frame) => void,
-  ): StompitSubscription;
-  ack(message: Frame): void;
-  disconnect(callback?: (err: Error | null) => void): void;
-  destroy(err?: Error): void;
-}
-type Message = Frame;
-const stompit = stompitModule as unknown as {
-  connect(options: Record<string, unknown>, callback: (err: Error | null, client: Client) => void): Client;
-};
+type Client = StompitClient;
+type Message = StompitFrame;
 
 export interface StompOptions {
   host: string;
@@ -300,6 +275,7 @@ export class StompConnection extends EventEmitter {
     });
     // Errors before CONNECTED arrive through the callback; this catches anything after a failed one.
     client.on('error', () => {});
+    coalesceStompitWrites(client);
   }
 
   private onLost(client: Client, err: Error): void {

@@ -1,29 +1,10 @@
 // A plain stompit peer for tests: publishes what the testbed would and records what the agent broadcasts.
 
 import { randomUUID } from 'node:crypto';
-import stompitModule from 'stompit';
 import { inject } from 'vitest';
+import { type StompitClient, stompit } from '../../src/messaging/stompit.js';
 
-interface Frame {
-  headers: Record<string, string>;
-  readString(encoding: string, cb: (err: Error | null, body?: string) => void): void;
-}
-interface Client {
-  send(
-    headers: Record<string, string>,
-    options?: { onReceipt?: () => void },
-  ): { write(s: string): void; end(): void };
-  subscribe(
-    headers: Record<string, string>,
-    cb: (err: Error | null, m: Frame) => void,
-  ): { unsubscribe(): void };
-  disconnect(cb?: () => void): void;
-  destroy(): void;
-  on(event: string, cb: (...args: unknown[]) => void): void;
-}
-const stompit = stompitModule as unknown as {
-  connect(o: Record<string, unknown>, cb: (err: Error | null, c: Client) => void): Client;
-};
+type Client = StompitClient;
 
 export interface Received {
   headers: Record<string, string>;

@@ -3,7 +3,6 @@
 import { randomUUID } from 'node:crypto';
 import { userInfo } from 'node:os';
 import { FastmonError, messageOf } from '../../errors.js';
-import type { Logger } from '../../log/logger.js';
 import { StompConnection, type StompOptions } from '../../messaging/stomp.js';
 import {
   type ClientMessage,
