@@ -1,9 +1,9 @@
 // Where an STF named by a message lives on disk, refusing anything outside the configured data roots.
 
-import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ErrorInfo, FastmonError } from '../src/errors.js';
+import { files } from './file-access.js';
 
 export interface StfLocation {
   /** Absolute, symlink-free path inside a data root. */
@@ -25,11 +25,11 @@ export async function locateStf(
   if (roots.length === 0) return { location: null };
   const candidates = candidatePaths(ref, roots);
   if (candidates.length === 0) return { location: null };
-  const realRoots = await Promise.all(roots.map((r) => realpath(r).catch(() => path.resolve(r))));
+  const realRoots = await Promise.all(roots.map((r) => files.realpath(r).catch(() => path.resolve(r))));
   for (const candidate of candidates) {
     let real: string;
     try {
-      real = await realpath(candidate);
+      real = await files.realpath(candidate);
     } catch {
       continue; // not under this root; try the next one
     }
@@ -44,7 +44,7 @@ export async function locateStf(
         },
       );
     }
-    const info = await stat(real).catch(() => null);
+    const info = await files.stat(real).catch(() => null);
     if (info?.isFile()) return { location: { path: real, root } };
     if (info)
       throw new FastmonError('PATH_INVALID', `STF path ${candidate} is not a regular file`, {

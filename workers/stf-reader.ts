@@ -1,7 +1,7 @@
 // STF header readers, chosen by the file's first bytes: the binary EPICSTF format and the testbed's JSON text.
 
-import { type FileHandle, open } from 'node:fs/promises';
 import { FastmonError } from '../src/errors.js';
+import { files } from './file-access.js';
 import {
   type BinaryHeader,
   decodeHeader,
@@ -35,7 +35,8 @@ export interface StfReader {
   format: string;
   /** True when the first bytes of a file say it is this reader's format. */
   sniff(head: Buffer): boolean;
-  read(file: FileHandle, sizeBytes: number, head: Buffer, path: string): Promise<ReadStf>;
+  /** `fd` is open for reading; `head` holds its first bytes. */
+  read(fd: number, sizeBytes: number, head: Buffer, path: string): Promise<ReadStf>;
 }
 
 /** Bytes read to recognise a format; also the whole header of small testbed STFs. */
@@ -50,7 +51,7 @@ const MAX_JSON_STF_BYTES = 1024 * 1024;
 export const jsonStfReader: StfReader = {
   format: 'json',
   sniff: (head) => firstNonSpace(head) === 0x7b, // '{'
-  async read(file, sizeBytes, head, path) {
+  async read(fd, sizeBytes, head, path) {
     if (sizeBytes > MAX_JSON_STF_BYTES) {
       throw new FastmonError(
         'STF_HEADER_TOO_LARGE',
@@ -59,7 +60,7 @@ export const jsonStfReader: StfReader = {
       );
     }
     const bytes =
-      sizeBytes <= head.length ? head.subarray(0, sizeBytes) : await readAt(file, 0, sizeBytes, path);
+      sizeBytes <= head.length ? head.subarray(0, sizeBytes) : await readAt(fd, 0, sizeBytes, path);
     let doc: unknown;
     try {
       doc = JSON.parse(bytes.toString('utf8'));
@@ -101,13 +102,13 @@ export const jsonStfReader: StfReader = {
 export const binaryStfReader: StfReader = {
   format: 'epicstf',
   sniff: hasMagic,
-  async read(file, sizeBytes, head, path) {
+  async read(fd, sizeBytes, head, path) {
     const binary = decodeHeader(head, sizeBytes, path);
     const indexLength = binary.tfCount * INDEX_ENTRY_LENGTH;
     const index =
       binary.indexOffset + indexLength <= head.length
         ? head.subarray(binary.indexOffset, binary.indexOffset + indexLength)
-        : await readAt(file, binary.indexOffset, indexLength, path);
+        : await readAt(fd, binary.indexOffset, indexLength, path);
     const tfIndex = decodeIndex(index, binary, path);
     const header: StfHeader = {
       format: 'epicstf',
@@ -133,9 +134,9 @@ export function registerReader(reader: StfReader): void {
 
 /** Reads an STF's header (and index) without reading more of the file than the format needs. */
 export async function readStf(path: string): Promise<ReadStf> {
-  let file: FileHandle;
+  let fd: number;
   try {
-    file = await open(path, 'r');
+    fd = await files.open(path, 'r');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new FastmonError(
@@ -145,10 +146,11 @@ export async function readStf(path: string): Promise<ReadStf> {
     );
   }
   try {
-    const { size } = await file.stat();
+    const size = await files.size(fd);
     if (size === 0) throw new FastmonError('STF_EMPTY', `${path}: STF file is empty (0 bytes)`, { path });
-    const head = Buffer.alloc(Math.min(size, HEAD_BYTES));
-    const { bytesRead } = await file.read(head, 0, head.length, 0);
+    // Only the bytes read are looked at, so the buffer need not be zeroed first.
+    const head = Buffer.allocUnsafe(Math.min(size, HEAD_BYTES));
+    const bytesRead = await files.read(fd, head, 0, head.length, 0);
     const first = head.subarray(0, bytesRead);
     const reader = readers.find((r) => r.sniff(first));
     if (!reader) {
@@ -161,18 +163,18 @@ export async function readStf(path: string): Promise<ReadStf> {
         },
       );
     }
-    return await reader.read(file, size, first, path);
+    return await reader.read(fd, size, first, path);
   } catch (err) {
     if (err instanceof FastmonError) throw err;
     throw new FastmonError('STF_UNREADABLE', `${path}: read failed: ${(err as Error).message}`, { path });
   } finally {
-    await file.close();
+    await files.close(fd);
   }
 }
 
 /** Reads exactly `length` bytes at `position` into `into` (or a new buffer). */
 export async function readAt(
-  file: FileHandle,
+  fd: number,
   position: number,
   length: number,
   path: string,
@@ -181,7 +183,7 @@ export async function readAt(
   const buffer = into ?? Buffer.alloc(length);
   let done = 0;
   while (done < length) {
-    const { bytesRead } = await file.read(buffer, done, length - done, position + done);
+    const bytesRead = await files.read(fd, buffer, done, length - done, position + done);
     if (bytesRead === 0) {
       throw new FastmonError(
         'STF_TRUNCATED',

@@ -1,14 +1,20 @@
 // Piscina task: locate an STF, read its header, sample its TF ranges and extract them; errors come back as values.
 
-import { createReadStream } from 'node:fs';
-import { type FileHandle, mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import { type ErrorInfo, FastmonError } from '../src/errors.js';
+import { files } from './file-access.js';
 import { locateStf } from './paths.js';
 import { type SamplerSettings, sampleStf, type TfSample } from './sampler.js';
 import { adler32, adlerString, type TfEntry } from './stf-format.js';
 import { type ReadStf, readAt, readStf, type StfHeader } from './stf-reader.js';
-import { writeStf } from './stf-writer.js';
+import {
+  CHUNK_BYTES,
+  commitStfs,
+  discardStfs,
+  type StagedStf,
+  stageStf,
+  type Written,
+} from './stf-writer.js';
 
 export interface StfTask {
   seed: string;
@@ -130,57 +136,76 @@ async function process(task: StfTask): Promise<StfTaskSuccess> {
 /**
  * Copies each sample's TFs into a sample file of the same format (docs/stf-format.md), reading
  * only the sampled TFs' byte ranges from the STF, one chunk at a time. The TF checksums of the
- * STF index are verified on the way.
+ * STF index are verified on the way. All samples are staged first, then committed together:
+ * their syncs overlap and their directory is synced once. If any sample fails, none is kept.
  */
 async function extract(stfPath: string, read: ReadStf, ranges: TfSample[], task: StfTask): Promise<Sample[]> {
   const index = read.tfIndex as TfEntry[];
   const binary = read.binary;
   const dir = path.join(task.outputDir as string, task.runId ?? 'unknown-run');
-  await mkdir(dir, { recursive: true });
-  const stf = await open(stfPath, 'r');
-  try {
-    const out: Sample[] = [];
-    for (const range of ranges) {
-      const tfs = index.slice(range.tfFirst, range.tfLast + 1);
-      const file = path.join(dir, range.tfFilename);
-      const written = await writeStf(
-        file,
-        {
-          runNumber: binary?.runNumber ?? 0n,
-          stfSequence: binary?.stfSequence ?? 0n,
-          state: binary?.state ?? '',
-          substate: binary?.substate ?? '',
-          startNs: binary?.startNs ?? 0n,
-          endNs: binary?.endNs ?? 0n,
-          tfLengths: tfs.map((t) => t.length),
-          tfIds: tfs.map((t) => t.tfId),
-          expectedTfChecksums: binary && binary.flags & 1 ? tfs.map((t) => t.checksum) : undefined,
-          source: { stfFilename: path.basename(stfPath), tfFirst: range.tfFirst },
-        },
-        contiguous(tfs)
-          ? // Back to back in the STF (what the writer produces): copy the span as one stream.
-            { span: (position, into) => copyFrom(stf, (tfs[0] as TfEntry).offset + position, into, stfPath) }
-          : (tf, offset, into) => copyFrom(stf, (tfs[tf] as TfEntry).offset + offset, into, stfPath),
-      ).catch((err: unknown) => {
-        if (err instanceof FastmonError) {
-          throw new FastmonError(
-            err.code,
-            `${stfPath}: extracting ${range.tfFilename}: ${err.message}`,
-            err.details,
-          );
-        }
+  await files.mkdirs(dir);
+  const stf = await files.open(stfPath, 'r');
+  const copy = async (position: number, into: Buffer) => {
+    await readAt(stf, position, into.length, stfPath, into);
+  };
+  const stage = (range: TfSample, chunk: Buffer): Promise<StagedStf> => {
+    const tfs = index.slice(range.tfFirst, range.tfLast + 1);
+    const file = path.join(dir, range.tfFilename);
+    return stageStf(
+      file,
+      {
+        runNumber: binary?.runNumber ?? 0n,
+        stfSequence: binary?.stfSequence ?? 0n,
+        state: binary?.state ?? '',
+        substate: binary?.substate ?? '',
+        startNs: binary?.startNs ?? 0n,
+        endNs: binary?.endNs ?? 0n,
+        tfLengths: tfs.map((t) => t.length),
+        tfIds: tfs.map((t) => t.tfId),
+        expectedTfChecksums: binary && binary.flags & 1 ? tfs.map((t) => t.checksum) : undefined,
+        source: { stfFilename: path.basename(stfPath), tfFirst: range.tfFirst },
+      },
+      contiguous(tfs)
+        ? // Back to back in the STF (what the writer produces): copy the span as one stream.
+          { span: (position, into) => copy((tfs[0] as TfEntry).offset + position, into) }
+        : (tf, offset, into) => copy((tfs[tf] as TfEntry).offset + offset, into),
+      chunk,
+    ).catch((err: unknown) => {
+      if (err instanceof FastmonError) {
         throw new FastmonError(
-          'EXTRACTION_FAILED',
-          `${stfPath}: writing ${file}: ${(err as Error).message}`,
-          { file },
+          err.code,
+          `${stfPath}: extracting ${range.tfFilename}: ${err.message}`,
+          err.details,
         );
+      }
+      throw new FastmonError('EXTRACTION_FAILED', `${stfPath}: writing ${file}: ${(err as Error).message}`, {
+        file,
       });
-      out.push({ ...range, fileSizeBytes: written.sizeBytes, checksum: adlerString(written.adler32), file });
-    }
-    return out;
+    });
+  };
+  const staged: StagedStf[] = [];
+  try {
+    // One buffer for every sample. Staging samples concurrently (a buffer each) was tried for
+    // the main thread's threadpool I/O: no faster, and seven times the memory per STF.
+    const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+    for (const range of ranges) staged.push(await stage(range, chunk));
+  } catch (err) {
+    await discardStfs(staged);
+    throw err;
   } finally {
-    await stf.close();
+    await files.close(stf);
   }
+  const written = await commitStfs(staged).catch((err: unknown) => {
+    throw new FastmonError(
+      'EXTRACTION_FAILED',
+      `${stfPath}: committing its samples to ${dir}: ${(err as Error).message}`,
+      { dir },
+    );
+  });
+  return ranges.map((range, i) => {
+    const w = written[i] as Written;
+    return { ...range, fileSizeBytes: w.sizeBytes, checksum: adlerString(w.adler32), file: w.path };
+  });
 }
 
 function contiguous(tfs: readonly TfEntry[]): boolean {
@@ -189,14 +214,19 @@ function contiguous(tfs: readonly TfEntry[]): boolean {
   );
 }
 
-async function copyFrom(stf: FileHandle, position: number, into: Buffer, stfPath: string): Promise<void> {
-  await readAt(stf, position, into.length, stfPath, into);
-}
-
 /** adler32 of a whole file, streamed in 1 MiB chunks: memory stays flat for a 2 GB STF. */
 async function fileAdler32(file: string): Promise<number> {
-  let value = 1;
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }))
-    value = adler32(chunk as Buffer, value);
-  return value;
+  const fd = await files.open(file, 'r');
+  try {
+    const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+    let value = 1;
+    for (let position = 0; ; ) {
+      const n = await files.read(fd, chunk, 0, chunk.length, position);
+      if (n === 0) return value;
+      value = adler32(chunk.subarray(0, n), value);
+      position += n;
+    }
+  } finally {
+    await files.close(fd);
+  }
 }

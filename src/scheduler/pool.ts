@@ -34,8 +34,11 @@ export function createPool(options: { workers: number; maxQueue?: number }): Stf
     filename: workerFile('stf-task'),
     minThreads: options.workers,
     maxThreads: options.workers,
-    // Header reads are mostly waiting on the disk: a few tasks per thread keep it busy.
-    concurrentTasksPerWorker: 4,
+    // Workers read and write files with plain system calls (workers/file-access.ts): a task
+    // waits only on the syncs of its samples. The depth is for the hand-off: a worker that ran
+    // out of tasks sleeps until the main thread posts another, and at 4 it slept a quarter of
+    // the time on header reads; at 16 one worker reads 1.3x more headers per second.
+    concurrentTasksPerWorker: 16,
     idleTimeout: 60_000,
   });
   return counted(
