@@ -63,6 +63,27 @@ describe('swf-monitor client', () => {
     await registrar.close();
   });
 
+  it('pipelines registrations on one connection and pairs every answer with its own sample', async () => {
+    const { registrar } = client({ connections: 1, pipelining: 8 });
+    const samples = Array.from({ length: 40 }, (_, i) => ({
+      ...sample,
+      tfFilename: `swf.101993.000001_tf_${String(i + 1).padStart(3, '0')}.tf`,
+      tfFirst: i * 20,
+      tfLast: i * 20 + 9,
+      tfCount: 10,
+    }));
+    // A duplicate in the middle: its 400 must come back to it, not to a neighbour in the pipeline.
+    samples.push({ ...(samples[17] as SampleRecord) });
+    const results = await Promise.all(samples.map((s) => registrar.register(s)));
+    expect(double.fastmonFiles).toHaveLength(40);
+    const byId = new Map(double.fastmonFiles.map((row) => [row.tf_file_id, row]));
+    results.forEach((result, i) => {
+      expect(byId.get(result.tfFileId)?.tf_filename).toBe(samples[i]?.tfFilename);
+    });
+    expect(results.filter((r) => !r.created)).toHaveLength(1);
+    expect(results[40]?.tfFileId).toBe(results[17]?.tfFileId);
+  });
+
   it('treats the unique-tf_filename 400 as already registered and returns the existing id', async () => {
     const { registrar } = client();
     const first = await registrar.register(sample);

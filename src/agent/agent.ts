@@ -59,7 +59,7 @@ export interface AgentOptions {
   stdout?: Writable;
   /** Consume from the broker subscription (default true); false for replay. */
   consume?: boolean;
-  /** Run STF tasks on the main thread instead of the pool (the bench baseline). */
+  /** Run STF tasks on the main thread instead of the pool; overrides `agent.inline`. */
   inline?: boolean;
 }
 
@@ -67,6 +67,9 @@ export class Agent {
   readonly metrics: Metrics = createMetrics();
   readonly runs = new RunStates();
   private name = '';
+  private get inline(): boolean {
+    return this.options.inline ?? this.options.config.agent.inline;
+  }
   private broker: StompConnection | null = null;
   private monitor: MonitorClient | null = null;
   private registrar: Registrar | null = null;
@@ -190,9 +193,7 @@ export class Agent {
         onChange: () => this.heartbeats?.changed(),
       });
     }
-    this.executor = this.options.inline
-      ? createInlineExecutor()
-      : createPool({ workers: config.agent.workers });
+    this.executor = this.inline ? createInlineExecutor() : createPool({ workers: config.agent.workers });
     this.scheduler = new Scheduler({
       executor: this.executor,
       registrar: this.registrar,
@@ -228,7 +229,7 @@ export class Agent {
         agent: this.name,
         namespace: identity.namespace,
         mode: config.agent.mode,
-        workers: this.options.inline ? 0 : config.agent.workers,
+        workers: this.inline ? 0 : config.agent.workers,
         registrar: this.registrar.kind,
         broker: config.broker.host ? `${config.broker.host}:${config.broker.port}` : null,
       },

@@ -1,5 +1,6 @@
 // `swf-fastmon agent`: the message-driven agent (broker or --replay), with clean shutdown on signals.
 
+import { collectDefaultMetrics } from 'prom-client';
 import { Agent } from '../agent/agent.js';
 import { replayFile } from '../agent/replay.js';
 import { formatSummary } from '../agent/summary.js';
@@ -79,6 +80,8 @@ async function runConsumer(config: Config): Promise<number> {
   }
   const logger = createLogger({ level: config.agent.logLevel });
   const agent = new Agent({ config, logger });
+  // Process-wide figures (RSS, heap, event-loop lag) belong to the process, so only the command adds them.
+  collectDefaultMetrics({ register: agent.metrics.registry });
   const started = Date.now();
   const startup = new AbortController();
   let received: string | null = null;

@@ -215,6 +215,16 @@ export const KEYS: readonly KeySpec[] = [
     doc: 'Keep-alive connections to swf-monitor; registrations of all in-flight STFs share them.',
   },
   {
+    key: 'monitor.pipelining',
+    type: 'int',
+    default: 4,
+    env: 'FASTMON_MONITOR_PIPELINING',
+    flag: 'monitor-pipelining',
+    min: 1,
+    max: 32,
+    doc: 'HTTP/1.1 pipelining depth of FastMonFile POSTs (idempotent by tf_filename); 1 if a proxy mishandles it.',
+  },
+  {
     key: 'monitor.retries',
     type: 'int',
     default: 4,
@@ -334,6 +344,14 @@ export const KEYS: readonly KeySpec[] = [
     min: 0,
     max: 256,
     doc: 'Worker threads reading STFs (0: one per available core).',
+  },
+  {
+    key: 'agent.inline',
+    type: 'bool',
+    default: false,
+    env: 'FASTMON_INLINE',
+    flag: 'inline',
+    doc: 'Run STF tasks on the main thread, no worker pool: faster when STFs are only announced, not read (BENCHMARKS.md).',
   },
   {
     key: 'agent.max_in_flight',

@@ -33,6 +33,7 @@ export interface Config {
     token: string;
     timeoutMs: number;
     connections: number;
+    pipelining: number;
     retries: number;
     retryDelayMs: number;
     heartbeatIntervalS: number;
@@ -49,6 +50,7 @@ export interface Config {
     outputDir: string;
     stfChecksum: boolean;
     workers: number;
+    inline: boolean;
     maxInFlight: number;
     maxMessageBytes: number;
     httpHost: string;
@@ -265,6 +267,7 @@ function build(v: Map<string, unknown>): Config {
       token: get('monitor.token'),
       timeoutMs: get('monitor.timeout_ms'),
       connections: get('monitor.connections'),
+      pipelining: get('monitor.pipelining'),
       retries: get('monitor.retries'),
       retryDelayMs: get('monitor.retry_delay_ms'),
       heartbeatIntervalS: get('monitor.heartbeat_interval_s'),
@@ -282,6 +285,7 @@ function build(v: Map<string, unknown>): Config {
       outputDir: get('agent.output_dir'),
       stfChecksum: get('agent.stf_checksum'),
       workers: get('agent.workers'),
+      inline: get('agent.inline'),
       maxInFlight: get('agent.max_in_flight'),
       maxMessageBytes: get('agent.max_message_bytes'),
       httpHost: get('agent.http_host'),

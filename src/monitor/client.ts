@@ -112,9 +112,11 @@ export class MonitorClient {
   }
 
   async createFastMonFile(row: NewFastMonFile, signal?: AbortSignal): Promise<FastMonFileRow> {
+    // tf_filename is unique: a repeated POST answers 400 and the registrar reads the row back.
     const { body } = await this.http.request<FastMonFileRow>('POST', '/fastmon-files/', {
       body: row,
       signal,
+      idempotent: true,
     });
     if (!body || typeof body.tf_file_id !== 'string') {
       throw new FastmonError(

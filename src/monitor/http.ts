@@ -7,7 +7,9 @@ import { FastmonError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { redactText } from '../log/redact.js';
 
-export type MonitorHttpOptions = Omit<Config['monitor'], 'heartbeatIntervalS'> & {
+export type MonitorHttpOptions = Omit<Config['monitor'], 'heartbeatIntervalS' | 'pipelining'> & {
+  /** Requests in flight per connection for idempotent requests (default 1). */
+  pipelining?: number;
   logger: Logger;
   /** Called after every attempt, for metrics. */
   observe?: (method: string, endpoint: string, outcome: string, seconds: number) => void;
@@ -18,6 +20,11 @@ export interface RequestOptions {
   query?: Record<string, string>;
   /** Retry timeouts, connection errors and 5xx (default true). */
   retry?: boolean;
+  /**
+   * Safe to send again and to pipeline behind other requests (monitor.pipelining). undici
+   * pipelines only requests marked idempotent and non-blocking; a POST is neither by default.
+   */
+  idempotent?: boolean;
   signal?: AbortSignal;
 }
 
@@ -41,7 +48,7 @@ export class MonitorHttp {
     this.basePath = base.pathname.replace(/\/+$/, '');
     this.pool = new Pool(base.origin, {
       connections: options.connections,
-      pipelining: 1,
+      pipelining: options.pipelining ?? 1,
       keepAliveTimeout: 30_000,
       headersTimeout: options.timeoutMs,
       bodyTimeout: options.timeoutMs,
@@ -101,6 +108,7 @@ export class MonitorHttp {
         headers,
         body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
         signal: opts.signal,
+        ...(opts.idempotent ? { idempotent: true, blocking: false } : {}),
       });
       status = res.statusCode;
       text = await res.body.text();
