@@ -139,6 +139,11 @@ export interface MonitorDoubleOptions {
   port?: number;
   /** Sub-path the API is mounted under, e.g. '/swf-monitor' as in production. */
   basePath?: string;
+  /**
+   * Serve the PROPOSED `POST /api/fastmon-files/bulk/` (docs/bulk-posting.md), which swf-monitor does not
+   * have. Off by default: the path then reaches the detail route as it does in swf-monitor today.
+   */
+  proposedBulk?: boolean;
 }
 
 export type RunSeed = { run_number: number } & Partial<Omit<RunRow, 'run_id'>>;
@@ -372,6 +377,12 @@ function pythonType(value: unknown): string {
   if (Array.isArray(value)) return 'list';
   if (typeof value === 'number') return Number.isInteger(value) ? 'int' : 'float';
   return { string: 'str', boolean: 'bool', object: 'dict' }[typeof value as string] ?? typeof value;
+}
+
+/** A serializer given something other than a JSON object as its data. */
+function notADictionary(value: unknown): Errors | undefined {
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) return undefined;
+  return { non_field_errors: [`Invalid data. Expected a dictionary, but got ${pythonType(value)}.`] };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -680,6 +691,19 @@ class Tables {
     return { row: this.indexFastmon(row, parent) };
   }
 
+  /**
+   * The proposed bulk endpoint's rule for one row: the single POST's validation, except that a row whose
+   * only fault is an existing tf_filename comes back as that existing row, unchanged.
+   */
+  createOrFindFastmonFile(body: Body): { row: FastMonFileRow; created: boolean } | { errors: Errors } {
+    const outcome = this.saveFastmonFile(body, 'create');
+    if (!('errors' in outcome)) return { row: outcome.row, created: true };
+    const { tf_filename: nameErrors, ...others } = outcome.errors;
+    const existing = this.fastmonByName.get(String(body.tf_filename).trim());
+    const onlyTaken = nameErrors?.[0] === UNIQUE_MESSAGES.tf_filename && !hasErrors(others);
+    return onlyTaken && existing ? { row: existing, created: false } : outcome;
+  }
+
   private indexFastmon(row: FastMonFileRow, parent: StfFileRow): FastMonFileRow {
     if (!this.fastmonById.has(row.tf_file_id)) this.fastmonFiles.push(row);
     this.fastmonById.set(row.tf_file_id, row);
@@ -908,7 +932,43 @@ function detail<T>(
   return methods;
 }
 
-function routes(t: Tables): Route[] {
+// PROPOSED, not in swf-monitor (docs/bulk-posting.md): POST /api/fastmon-files/bulk/, on with proposedBulk.
+
+/** The most rows one bulk request may carry. */
+export const BULK_MAX_ROWS = 500;
+
+/** One row's outcome: 201 and the new row, 200 and the row that already had this tf_filename, or 400. */
+export type BulkResult =
+  | { status: 200 | 201; body: FastMonFileRow }
+  | { status: 400; body: Record<string, string[]> };
+
+/**
+ * `{"rows": [...]}` → 200 `{"results": [...]}`, one result per row, in order. Rows are validated and saved
+ * one by one with the single POST's rules, and a rejected row does not undo the others: an agent that
+ * redelivers a batch must get its new rows created beside those it already wrote. The envelope is a DRF
+ * ListField(max_length=BULK_MAX_ROWS); its errors reject the whole request before any row is read.
+ */
+function bulkCreateFastmonFiles(t: Tables, body: Body): Reply {
+  const rows = body.rows;
+  let error: string | undefined;
+  if (!Object.hasOwn(body, 'rows')) error = 'This field is required.';
+  else if (rows === null) error = 'This field may not be null.';
+  else if (!Array.isArray(rows)) error = `Expected a list of items but got type "${pythonType(rows)}".`;
+  else if (rows.length > BULK_MAX_ROWS) {
+    error = `Ensure this field has no more than ${BULK_MAX_ROWS} elements.`;
+  }
+  if (error !== undefined) return json(400, { rows: [error] });
+  const results = (rows as unknown[]).map((row): BulkResult => {
+    const invalid = notADictionary(row);
+    if (invalid) return { status: 400, body: invalid };
+    const outcome = t.createOrFindFastmonFile(row as Body);
+    if ('errors' in outcome) return { status: 400, body: outcome.errors };
+    return { status: outcome.created ? 201 : 200, body: outcome.row };
+  });
+  return json(200, { results });
+}
+
+function routes(t: Tables, proposedBulk: boolean): Route[] {
   const pk = '([^/.]+)'; // DRF's default lookup_value_regex
   const route = (path: string, auth: Route['auth'], methods: Route['methods']): Route => ({
     pattern: new RegExp(`^/api/${path}/$`),
@@ -954,6 +1014,11 @@ function routes(t: Tables): Route[] {
       GET: (call) => listed(t.listFastmonFiles(call.query), call),
       POST: (call) => saved(t.saveFastmonFile(call.body, 'create'), 201),
     }),
+    // Before the detail route, as DRF's router puts @action(detail=False) routes. Without it, 'bulk' is taken
+    // for a tf_file_id: POST answers 405 and GET 404, which is what swf-monitor answers today.
+    ...(proposedBulk
+      ? [route('fastmon-files/bulk', 'writes', { POST: (call) => bulkCreateFastmonFiles(t, call.body) })]
+      : []),
     route(
       `fastmon-files/${pk}`,
       'writes',
@@ -1016,12 +1081,9 @@ function requestBody(
     return { reply: json(415, { detail: `Unsupported media type "${contentType}" in request.` }) };
   }
   if (!parsed.ok) return { reply: json(400, { detail: `JSON parse error - ${parsed.error}` }) };
-  const value = parsed.value;
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    const error = `Invalid data. Expected a dictionary, but got ${pythonType(value)}.`;
-    return { reply: json(400, { non_field_errors: [error] }) };
-  }
-  return { body: value as Body };
+  const invalid = notADictionary(parsed.value);
+  if (invalid) return { reply: json(400, invalid) };
+  return { body: parsed.value as Body };
 }
 
 interface Incoming {
@@ -1091,7 +1153,7 @@ export async function startMonitorDouble(opts: MonitorDoubleOptions = {}): Promi
   const token = opts.token ?? randomBytes(20).toString('hex');
   const basePath = normalizeBasePath(opts.basePath);
   const tables = new Tables();
-  const table = routes(tables);
+  const table = routes(tables, opts.proposedBulk === true);
   const requests: RequestRecord[] = [];
   let faults: Fault[] = [];
   const hung = new Set<{ res: ServerResponse; release: () => void }>();
