@@ -1,11 +1,14 @@
 // tinybench micro-benchmarks, each beside a baseline doing the plain version of the same work.
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Bench } from 'tinybench';
-import { decodeMessage } from '../src/messaging/codec.js';
-import { sampleStf } from '../workers/sampler.js';
+import { silentLogger } from '../src/log/logger.js';
+import { decodeMessage, tfFileRegistered } from '../src/messaging/codec.js';
+import { CatalogRegistrar } from '../src/sinks/catalog.js';
+import { type SampleRecord, toRow } from '../src/sinks/registrar.js';
+import { sampleStf, type TfSample, tfFilename } from '../workers/sampler.js';
 import { readStfHeader } from '../workers/stf-reader.js';
 import { writeStf } from '../workers/stf-writer.js';
 import { quick, type Row, root, scratch, stfDescription } from './common.js';
@@ -25,6 +28,51 @@ export async function micro(): Promise<Row[]> {
   await writeStf(binary, stfDescription(1000, 1000), (_tf, _o, into) => {
     into.fill(7);
   });
+  const samples = sampleStf({
+    seed: 's',
+    runId: '101993',
+    stfFilename: 'swf.101993.000001.stf',
+    tfCount: 1000,
+    stfSizeBytes: 2e9,
+    settings,
+  });
+  // What the scheduler sends for one STF: the FastMonFile POST bodies and the notifications.
+  const payloads = (s: TfSample, i: number) => {
+    const record = sampleRecord(s, 'swf.101993.000001.stf');
+    return {
+      row: toRow(record),
+      body: tfFileRegistered({
+        ...record,
+        processedBy: 'swf-fastmon-bench',
+        runId: '101993',
+        executionId: 'exec-1',
+        tfFileId: `00000000-0000-4000-8000-00000000000${i}`,
+        status: 'registered',
+      }),
+    };
+  };
+  const prebuilt = samples.map(payloads);
+  // The catalog sink against the same lines appended and synced by hand: one STF's samples per
+  // operation, registered at once as the scheduler does.
+  const catalog = await CatalogRegistrar.open(path.join(dir, 'catalog.jsonl'), silentLogger());
+  let stfSerial = 0;
+  const nextStfRecords = () => {
+    const stf = `swf.101993.${String(++stfSerial).padStart(6, '0')}.stf`;
+    return samples.map((s) =>
+      sampleRecord({ ...s, tfFilename: tfFilename(stf, settings.tfSequenceStart + s.index) }, stf),
+    );
+  };
+  const plain = await open(path.join(dir, 'plain.jsonl'), 'a');
+  const now = new Date().toISOString();
+  const lines = nextStfRecords().map((r, i) =>
+    JSON.stringify({
+      kind: 'fastmon_file',
+      tf_file_id: `00000000-0000-4000-8000-00000000000${i}`,
+      ...toRow(r),
+      created_at: now,
+      updated_at: now,
+    }),
+  );
   const bench = new Bench({ time: quick ? 300 : 1500 });
   bench
     .add('JSON.parse of stf_ready (baseline)', () => {
@@ -57,9 +105,36 @@ export async function micro(): Promise<Row[]> {
     .add('binary STF header + 1000-TF index read', async () => {
       await readStfHeader(binary);
     });
+  // The sinks' side, timed for less long in --quick mode to keep it under a second and a half.
+  const sinks = new Bench(quick ? { time: 200, warmupTime: 50 } : { time: 1500 });
+  sinks
+    .add('JSON.stringify of 7 prebuilt rows and notifications (baseline)', () => {
+      for (const p of prebuilt) {
+        JSON.stringify(p.row);
+        JSON.stringify(p.body);
+      }
+    })
+    .add('monitor payload build: 7 FastMonFile rows + tf_file_registered', () => {
+      for (const [i, sample] of samples.entries()) {
+        const p = payloads(sample, i);
+        JSON.stringify(p.row);
+        JSON.stringify(p.body);
+      }
+    })
+    .add('append of the same 7 lines + fdatasync (baseline)', async () => {
+      for (const line of lines) await plain.appendFile(`${line}\n`);
+      await plain.datasync();
+    })
+    .add('catalog append: 7 samples of one STF', async () => {
+      await Promise.all(nextStfRecords().map((r) => catalog.register(r)));
+    });
   await bench.run();
+  await sinks.run();
+  await catalog.close();
+  await plain.close();
+  rmSync(dir, { recursive: true, force: true });
   const hz = (name: string) =>
-    bench.tasks.find((t) => t.name === name)?.result?.throughput?.mean ?? Number.NaN;
+    [...bench.tasks, ...sinks.tasks].find((t) => t.name === name)?.result?.throughput?.mean ?? Number.NaN;
   const row = (name: string, baseline: string): Row => ({
     name,
     value: hz(name),
@@ -72,5 +147,35 @@ export async function micro(): Promise<Row[]> {
     row('sample 7 ranges of a 1000-TF STF', 'JSON.parse of stf_ready (baseline)'),
     row('STF header read', 'readFile of the STF (baseline)'),
     row('binary STF header + 1000-TF index read', 'read of the first 64 KiB of a binary STF (baseline)'),
+    row(
+      'monitor payload build: 7 FastMonFile rows + tf_file_registered',
+      'JSON.stringify of 7 prebuilt rows and notifications (baseline)',
+    ),
+    row('catalog append: 7 samples of one STF', 'append of the same 7 lines + fdatasync (baseline)'),
   ];
+}
+
+/** A sample as the scheduler records it (`registerAndBroadcast`), metadata included. */
+function sampleRecord(s: TfSample, stfFilename: string): SampleRecord {
+  return {
+    stfFilename,
+    tfFilename: s.tfFilename,
+    tfFirst: s.tfFirst,
+    tfLast: s.tfLast,
+    tfCount: s.tfCount,
+    fileSizeBytes: s.fileSizeBytes,
+    checksum: 'ad:3915264619',
+    metadata: {
+      run_id: '101993',
+      execution_id: 'exec-1',
+      stf_tf_count: 1000,
+      tf_count_source: 'header',
+      stf_size_bytes: 2e9,
+      stf_checksum: 'ad:3915264619',
+      stf_format: 'epicstf',
+      sample_index: s.index,
+      sample_file: `/data/fastmon/101993/${s.tfFilename}`,
+      processed_by: 'swf-fastmon-bench',
+    },
+  };
 }

@@ -1,6 +1,6 @@
 // The agent's whole path without broker or monitor, with and without the worker pool.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { Agent } from '../src/agent/agent.js';
@@ -40,6 +40,7 @@ async function endToEnd(stfs: number, inline: boolean, workers: number): Promise
   await Promise.all(work);
   const seconds = (performance.now() - started) / 1000;
   await agent.stop('bench');
+  rmSync(dir, { recursive: true, force: true });
   return stfs / seconds;
 }
 

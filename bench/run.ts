@@ -3,20 +3,27 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import path from 'node:path';
+import { broker, brokerDetails, cpuShares } from './broker.js';
+import { bulk } from './bulk.js';
 import { quick, type Row, root } from './common.js';
 import { extraction } from './extraction.js';
 import { micro } from './micro.js';
 import { pipeline } from './pipeline.js';
+import { poolScaling } from './pool.js';
 import { scan } from './scan.js';
 
 async function main(): Promise<void> {
   const rows: Row[] = [];
-  for (const scenario of [micro, extraction, pipeline, scan]) rows.push(...(await scenario()));
+  for (const scenario of [micro, extraction, poolScaling, pipeline, scan, bulk, broker]) {
+    const started = performance.now();
+    rows.push(...(await scenario()));
+    console.error(`bench: ${scenario.name} took ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  }
   console.log('\nswf-fastmon bench (ratio = value over the baseline measured in the same run)\n');
   for (const r of rows) {
     const value = r.value >= 100 ? r.value.toFixed(0) : r.value.toFixed(1);
     console.log(
-      `${r.name.padEnd(58)} ${value.padStart(10)} ${r.unit.padEnd(8)} ${r.ratio.toFixed(2).padStart(6)}x  vs ${r.baseline}`,
+      `${r.name.padEnd(66)} ${value.padStart(10)} ${r.unit.padEnd(8)} ${r.ratio.toFixed(2).padStart(6)}x  vs ${r.baseline}`,
     );
   }
   const results = path.join(root, 'bench/results');
@@ -25,7 +32,7 @@ async function main(): Promise<void> {
   const machine = { node: process.version, cpus: cpus().length, cpu: cpus()[0]?.model };
   writeFileSync(
     out,
-    `${JSON.stringify({ date: new Date().toISOString(), ...machine, quick, rows }, null, 2)}\n`,
+    `${JSON.stringify({ date: new Date().toISOString(), ...machine, quick, rows, cpuShares, ...brokerDetails }, null, 2)}\n`,
   );
   console.log(`\nwritten ${path.relative(process.cwd(), out)}`);
 }

@@ -128,7 +128,9 @@ ensure_tls_material() {
 # (Re)writes the fastmon-test blocks of activemq.xml when they differ from what they should be.
 configure_xml() {
   [[ -f $XML ]] || die "$XML is missing (reinstall: apt-get install --reinstall activemq)"
-  local hb='transport.hbGracePeriodMultiplier=1.5' tls=0 desired
+  # tcpNoDelay: ActiveMQ Classic leaves Nagle's algorithm on (Artemis does not); with the
+  # receiver's delayed ACKs it holds small frames back by 40 ms (BENCHMARKS.md, "Latency").
+  local hb='transport.hbGracePeriodMultiplier=1.5&amp;transport.tcpNoDelay=true' tls=0 desired
   [[ -s $TLS_KEYSTORE && -s $TLS_TRUSTSTORE ]] && tls=1
   export FM_SSL="        $MARK_BEGIN
         <sslContext>
