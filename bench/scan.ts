@@ -119,11 +119,11 @@ async function endToEnd(tree: string, files: number): Promise<Row[]> {
 }
 
 export async function scan(): Promise<Row[]> {
-  const enumerated = quick ? 100_000 : 1_000_000;
+  const enumerated = quick ? 50_000 : 1_000_000;
   const tree = buildTree(enumerated);
   try {
     const rows = await enumeration(tree, enumerated);
-    const e2eFiles = quick ? 5000 : 50_000;
+    const e2eFiles = quick ? 3000 : 50_000;
     const small = buildTree(e2eFiles);
     try {
       rows.push(...(await endToEnd(small, e2eFiles)));
