@@ -371,9 +371,10 @@ async function warmUp(setup: Setup, agent: AgentProcess): Promise<void> {
   let sent = 0;
   while (setup.listener.completed === 0) {
     if (Date.now() > deadline || agent.child.exitCode !== null) {
-      throw new Error(`${agent.label} did not get ready; its log:\n${tail(agent.logPath)}`);
+      throw new Error(`${agent.label} did not get ready within 30 s`);
     }
-    if (sent < 20) {
+    // One probe per 100 ms until one makes it through (the agent is subscribed by then).
+    if (sent < names.length) {
       publishStf(setup, run, names[sent] as string, sent + 1);
       sent++;
     }
@@ -383,9 +384,7 @@ async function warmUp(setup: Setup, agent: AgentProcess): Promise<void> {
   // subscribed are gone (a topic keeps nothing for absent subscribers).
   const probes = sent;
   for (; sent < names.length; sent++) publishStf(setup, run, names[sent] as string, sent + 1);
-  await setup.listener.waitFor(names.length - probes, 30_000, `${agent.label} warm-up`).catch((err) => {
-    throw new Error(`${(err as Error).message}; its log:\n${tail(agent.logPath)}`);
-  });
+  await setup.listener.waitFor(names.length - probes, 30_000, `${agent.label} warm-up`);
   await new Promise((r) => setTimeout(r, 300));
 }
 
