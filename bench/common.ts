@@ -3,6 +3,8 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { StfTask } from '../workers/stf-task.js';
+import { writeStf } from '../workers/stf-writer.js';
 
 export interface Row {
   name: string;
@@ -31,4 +33,36 @@ export function stfDescription(tfs: number, tfBytes: number) {
     endNs: 0n,
     tfLengths: Array.from({ length: tfs }, () => tfBytes),
   };
+}
+
+/** The task the scheduler would send for an STF under `root`, with the testbed's sampling settings. */
+export function stfTask(root: string, filename: string, outputDir: string | null, runId = '101993'): StfTask {
+  return {
+    seed: 's',
+    runId,
+    stfFilename: filename,
+    fileUrl: null,
+    filename,
+    messageSizeBytes: null,
+    messageTfCount: null,
+    messageChecksum: null,
+    dataRoots: [root],
+    tfCountDefault: 1000,
+    settings: { tfFilesPerStf: 7, tfSizeFraction: 0.15, tfSequenceStart: 1 },
+    outputDir,
+    stfChecksum: false,
+  };
+}
+
+/** A 1000-TF binary STF of incompressible bytes (xorshift), as extraction benches read and copy. */
+export async function writeNoiseStf(file: string, tfBytes: number): Promise<void> {
+  let seed = 1;
+  await writeStf(file, stfDescription(1000, tfBytes), (_tf, _o, into) => {
+    for (let i = 0; i < into.length; i += 4) {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      into.writeInt32LE(seed | 0, i);
+    }
+  });
 }

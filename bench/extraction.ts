@@ -7,8 +7,7 @@ import { createPool } from '../src/scheduler/pool.js';
 import type { TfEntry } from '../workers/stf-format.js';
 import { readStf } from '../workers/stf-reader.js';
 import runStfTask from '../workers/stf-task.js';
-import { writeStf } from '../workers/stf-writer.js';
-import { quick, type Row, scratch, stfDescription } from './common.js';
+import { quick, type Row, scratch, stfTask, writeNoiseStf } from './common.js';
 
 /**
  * Extraction MB/s (sampled bytes read, verified, written and checksummed) beside a plain read of
@@ -27,30 +26,8 @@ export async function extraction(): Promise<Row[]> {
 async function measure(dir: string): Promise<Row[]> {
   const stf = path.join(dir, 'swf.101993.000001.stf');
   const tfBytes = quick ? 50_000 : 200_000;
-  let seed = 1;
-  await writeStf(stf, stfDescription(1000, tfBytes), (_tf, _o, into) => {
-    for (let i = 0; i < into.length; i += 4) {
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      into.writeInt32LE(seed | 0, i);
-    }
-  });
-  const task = {
-    seed: 's',
-    runId: '101993',
-    stfFilename: path.basename(stf),
-    fileUrl: null,
-    filename: path.basename(stf),
-    messageSizeBytes: null,
-    messageTfCount: null,
-    messageChecksum: null,
-    dataRoots: [dir],
-    tfCountDefault: 1000,
-    settings: { tfFilesPerStf: 7, tfSizeFraction: 0.15, tfSequenceStart: 1 },
-    outputDir: path.join(dir, 'out'),
-    stfChecksum: false,
-  };
+  await writeNoiseStf(stf, tfBytes);
+  const task = stfTask(dir, path.basename(stf), path.join(dir, 'out'));
   const rounds = quick ? 3 : 10;
   const first = await runStfTask(task);
   if (!first.ok) throw new Error(first.error.message);

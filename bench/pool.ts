@@ -14,7 +14,7 @@ import path from 'node:path';
 import { createInlineExecutor, createPool, type StfExecutor } from '../src/scheduler/pool.js';
 import type { StfTask, StfTaskSuccess } from '../workers/stf-task.js';
 import { writeStf } from '../workers/stf-writer.js';
-import { quick, type Row, scratch, stfDescription } from './common.js';
+import { quick, type Row, scratch, stfDescription, stfTask, writeNoiseStf } from './common.js';
 
 /** The agent's default `max_in_flight`: how many STFs the scheduler hands the executor at once. */
 const IN_FLIGHT = 64;
@@ -94,7 +94,7 @@ async function headerReads(dir: string): Promise<Workload> {
     bytes: () => Math.min(bytes.length, 64 * 1024),
     warmUp: IN_FLIGHT,
     count: quick ? 600 : 20_000,
-    task: (serial) => task(data, names[serial % files] as string, null, '101993'),
+    task: (serial) => stfTask(data, names[serial % files] as string, null, '101993'),
     reset: () => {},
   };
 }
@@ -110,15 +110,7 @@ async function extractions(dir: string): Promise<Workload> {
   mkdirSync(data);
   const tfBytes = quick ? 10_000 : 20_000;
   const model = path.join(data, stfName(0));
-  let seed = 1;
-  await writeStf(model, stfDescription(1000, tfBytes), (_tf, _o, into) => {
-    for (let i = 0; i < into.length; i += 4) {
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      into.writeInt32LE(seed | 0, i);
-    }
-  });
+  await writeNoiseStf(model, tfBytes);
   const names = Array.from({ length: IN_FLIGHT * 2 }, (_, i) => stfName(i));
   for (const name of names.slice(1)) linkSync(model, path.join(data, name));
   // tf_size_fraction 0.15 of 1000 TFs, about.
@@ -134,7 +126,7 @@ async function extractions(dir: string): Promise<Workload> {
     warmUp,
     count,
     task: (serial) =>
-      task(data, names[serial % names.length] as string, out, String(Math.floor(serial / names.length))),
+      stfTask(data, names[serial % names.length] as string, out, String(Math.floor(serial / names.length))),
     reset: () => rmSync(out, { recursive: true, force: true }),
   };
 }
@@ -159,24 +151,6 @@ function pretouch(dir: string, bytes: number): void {
 
 function stfName(i: number): string {
   return `swf.101993.${String(i).padStart(6, '0')}.stf`;
-}
-
-function task(root: string, filename: string, outputDir: string | null, runId: string): StfTask {
-  return {
-    seed: 's',
-    runId,
-    stfFilename: filename,
-    fileUrl: null,
-    filename,
-    messageSizeBytes: null,
-    messageTfCount: null,
-    messageChecksum: null,
-    dataRoots: [root],
-    tfCountDefault: 1000,
-    settings: { tfFilesPerStf: 7, tfSizeFraction: 0.15, tfSequenceStart: 1 },
-    outputDir,
-    stfChecksum: false,
-  };
 }
 
 interface Rate {
