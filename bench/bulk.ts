@@ -7,7 +7,8 @@
 import { Pool } from 'undici';
 import { KEYS } from '../src/config/keys.js';
 import type { NewFastMonFile } from '../src/monitor/client.js';
-import { type SampleRecord, toRow } from '../src/sinks/registrar.js';
+import { sampleRecord } from '../src/scheduler/scheduler.js';
+import { toRow } from '../src/sinks/registrar.js';
 import { type BulkResult, type MonitorDouble, startMonitorDouble } from '../test/support/monitor-double.js';
 import { sampleStf } from '../workers/sampler.js';
 import { quick, type Row } from './common.js';
@@ -58,27 +59,18 @@ function agentRows(stfs: number): NewFastMonFile[] {
       settings: SETTINGS,
     });
     for (const sample of samples) {
-      const record: SampleRecord = {
-        stfFilename,
-        tfFilename: sample.tfFilename,
-        tfFirst: sample.tfFirst,
-        tfLast: sample.tfLast,
-        tfCount: sample.tfCount,
-        fileSizeBytes: sample.fileSizeBytes,
-        checksum: null,
-        metadata: {
-          run_id: String(RUN),
-          execution_id: 'stf_datataking-bench-0001',
-          stf_tf_count: TF_COUNT,
-          tf_count_source: 'message',
-          stf_size_bytes: STF_BYTES,
-          stf_checksum: 'ad:0badc0de',
-          stf_format: null,
-          sample_index: sample.index,
-          sample_file: null,
-          processed_by: 'fastmon-agent-bench-1',
+      const record = sampleRecord(
+        { filename: stfFilename, runId: String(RUN), executionId: 'stf_datataking-bench-0001' },
+        {
+          tfCount: TF_COUNT,
+          tfCountSource: 'message',
+          sizeBytes: STF_BYTES,
+          stfChecksum: 'ad:0badc0de',
+          header: null,
         },
-      };
+        { ...sample, checksum: null, file: null },
+        'fastmon-agent-bench-1',
+      );
       rows.push(toRow(record));
     }
   }

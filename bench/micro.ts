@@ -6,6 +6,7 @@ import path from 'node:path';
 import { Bench } from 'tinybench';
 import { silentLogger } from '../src/log/logger.js';
 import { decodeMessage, tfFileRegistered } from '../src/messaging/codec.js';
+import { sampleRecord } from '../src/scheduler/scheduler.js';
 import { CatalogRegistrar } from '../src/sinks/catalog.js';
 import { type SampleRecord, toRow } from '../src/sinks/registrar.js';
 import { sampleStf, type TfSample, tfFilename } from '../workers/sampler.js';
@@ -28,17 +29,18 @@ export async function micro(): Promise<Row[]> {
   await writeStf(binary, stfDescription(1000, 1000), (_tf, _o, into) => {
     into.fill(7);
   });
-  const samples = sampleStf({
+  const sampling = {
     seed: 's',
     runId: '101993',
     stfFilename: 'swf.101993.000001.stf',
     tfCount: 1000,
     stfSizeBytes: 2e9,
     settings,
-  });
+  };
+  const samples = sampleStf(sampling);
   // What the scheduler sends for one STF: the FastMonFile POST bodies and the notifications.
   const payloads = (s: TfSample, i: number) => {
-    const record = sampleRecord(s, 'swf.101993.000001.stf');
+    const record = benchRecord(s, 'swf.101993.000001.stf');
     return {
       row: toRow(record),
       body: tfFileRegistered({
@@ -59,7 +61,7 @@ export async function micro(): Promise<Row[]> {
   const nextStfRecords = () => {
     const stf = `swf.101993.${String(++stfSerial).padStart(6, '0')}.stf`;
     return samples.map((s) =>
-      sampleRecord({ ...s, tfFilename: tfFilename(stf, settings.tfSequenceStart + s.index) }, stf),
+      benchRecord({ ...s, tfFilename: tfFilename(stf, settings.tfSequenceStart + s.index) }, stf),
     );
   };
   const plain = await open(path.join(dir, 'plain.jsonl'), 'a');
@@ -82,14 +84,7 @@ export async function micro(): Promise<Row[]> {
       decodeMessage(body);
     })
     .add('sample 7 ranges of a 1000-TF STF', () => {
-      sampleStf({
-        seed: 's',
-        runId: '101993',
-        stfFilename: 'swf.101993.000001.stf',
-        tfCount: 1000,
-        stfSizeBytes: 2e9,
-        settings,
-      });
+      sampleStf(sampling);
     })
     .add('readFile of the STF (baseline)', async () => {
       await readFile(stf);
@@ -156,26 +151,28 @@ export async function micro(): Promise<Row[]> {
 }
 
 /** A sample as the scheduler records it (`registerAndBroadcast`), metadata included. */
-function sampleRecord(s: TfSample, stfFilename: string): SampleRecord {
-  return {
-    stfFilename,
-    tfFilename: s.tfFilename,
-    tfFirst: s.tfFirst,
-    tfLast: s.tfLast,
-    tfCount: s.tfCount,
-    fileSizeBytes: s.fileSizeBytes,
-    checksum: 'ad:3915264619',
-    metadata: {
-      run_id: '101993',
-      execution_id: 'exec-1',
-      stf_tf_count: 1000,
-      tf_count_source: 'header',
-      stf_size_bytes: 2e9,
-      stf_checksum: 'ad:3915264619',
-      stf_format: 'epicstf',
-      sample_index: s.index,
-      sample_file: `/data/fastmon/101993/${s.tfFilename}`,
-      processed_by: 'swf-fastmon-bench',
+/** A sample of a binary STF as the worker returns it after extraction, recorded as the scheduler does. */
+function benchRecord(s: TfSample, stfFilename: string): SampleRecord {
+  return sampleRecord(
+    { filename: stfFilename, runId: '101993', executionId: 'exec-1' },
+    {
+      tfCount: 1000,
+      tfCountSource: 'header',
+      sizeBytes: 2e9,
+      stfChecksum: 'ad:3915264619',
+      header: {
+        format: 'epicstf',
+        sizeBytes: 2e9,
+        tfCount: 1000,
+        runId: '101993',
+        state: 'run',
+        substate: 'physics',
+        sequence: 1,
+        start: null,
+        end: null,
+      },
     },
-  };
+    { ...s, checksum: 'ad:3915264619', file: `/data/fastmon/101993/${s.tfFilename}` },
+    'swf-fastmon-bench',
+  );
 }

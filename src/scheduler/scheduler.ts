@@ -2,7 +2,7 @@
 
 import { setMaxListeners } from 'node:events';
 import { baseName, isStfSelected } from '../../workers/sampler.js';
-import type { StfTaskSuccess } from '../../workers/stf-task.js';
+import type { Sample, StfTaskSuccess } from '../../workers/stf-task.js';
 import type { SamplingSettings } from '../config/load.js';
 import { type ErrorInfo, FastmonError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
@@ -64,6 +64,39 @@ export interface SchedulerDeps {
   defer?: (sample: DeferredSample) => Promise<void>;
   logger: Logger;
   metrics: Metrics;
+}
+
+/**
+ * What is recorded for one TF sample: the FastMonFile row's fields, and its metadata (the STF as the
+ * agent saw it). The notification is built from the same record.
+ */
+export function sampleRecord(
+  stf: Pick<StfReady, 'filename' | 'runId' | 'executionId'>,
+  result: Pick<StfTaskSuccess, 'tfCount' | 'tfCountSource' | 'sizeBytes' | 'stfChecksum' | 'header'>,
+  sample: Sample,
+  processedBy: string,
+): SampleRecord {
+  return {
+    stfFilename: baseName(stf.filename as string),
+    tfFilename: sample.tfFilename,
+    tfFirst: sample.tfFirst,
+    tfLast: sample.tfLast,
+    tfCount: sample.tfCount,
+    fileSizeBytes: sample.fileSizeBytes,
+    checksum: sample.checksum,
+    metadata: {
+      run_id: stf.runId,
+      execution_id: stf.executionId,
+      stf_tf_count: result.tfCount,
+      tf_count_source: result.tfCountSource,
+      stf_size_bytes: result.sizeBytes,
+      stf_checksum: result.stfChecksum,
+      stf_format: result.header?.format ?? null,
+      sample_index: sample.index,
+      sample_file: sample.file,
+      processed_by: processedBy,
+    },
+  };
 }
 
 /** STFs remembered as fully done, so a redelivered stf_ready costs nothing (not even a GET). */
@@ -332,31 +365,11 @@ export class Scheduler {
     stf: StfReady,
     run: RunInfo | null,
     result: StfTaskSuccess,
-    sample: StfTaskSuccess['samples'][number],
+    sample: Sample,
     log: Logger,
   ): Promise<SampleOutcome> {
     const { registrar, broadcaster, metrics } = this.deps;
-    const record: SampleRecord = {
-      stfFilename: baseName(stf.filename as string),
-      tfFilename: sample.tfFilename,
-      tfFirst: sample.tfFirst,
-      tfLast: sample.tfLast,
-      tfCount: sample.tfCount,
-      fileSizeBytes: sample.fileSizeBytes,
-      checksum: sample.checksum,
-      metadata: {
-        run_id: stf.runId,
-        execution_id: stf.executionId,
-        stf_tf_count: result.tfCount,
-        tf_count_source: result.tfCountSource,
-        stf_size_bytes: result.sizeBytes,
-        stf_checksum: result.stfChecksum,
-        stf_format: result.header?.format ?? null,
-        sample_index: sample.index,
-        sample_file: sample.file,
-        processed_by: this.deps.processedBy(),
-      },
-    };
+    const record = sampleRecord(stf, result, sample, this.deps.processedBy());
     let tfFileId: string;
     try {
       const registered = await registrar.register(record, this.abort.signal);
