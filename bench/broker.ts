@@ -4,7 +4,16 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import net from 'node:net';
 import { cpus } from 'node:os';
 import path from 'node:path';
@@ -55,6 +64,8 @@ class DoubleThread {
 class Listener {
   private readonly pending = new Map<string, { sentAt: number; remaining: number }>();
   latencies: number[] = [];
+  /** Publish time of each completed STF, in the order of `latencies` (for FASTMON_BENCH_TRACE). */
+  sentAts: number[] = [];
   completed = 0;
   lastAt = 0;
   stray = 0;
@@ -71,6 +82,7 @@ class Listener {
 
   reset(): void {
     this.latencies = [];
+    this.sentAts = [];
     this.completed = 0;
     this.stray = 0;
   }
@@ -88,6 +100,7 @@ class Listener {
     const now = performance.now();
     this.pending.delete(key);
     this.latencies.push(now - entry.sentAt);
+    this.sentAts.push(entry.sentAt);
     this.completed++;
     this.lastAt = now;
     this.onComplete();
@@ -202,7 +215,7 @@ async function startAgent(setup: Setup, kind: Kind, label: string): Promise<Agen
     {
       cwd: setup.dir,
       env,
-      stdio: ['ignore', 'ignore', log],
+      stdio: ['ignore', log, log],
     },
   );
   closeSync(log);
@@ -339,11 +352,50 @@ async function floodOnly(setup: Setup, count: number, what: string): Promise<num
   return count / ((listener.lastAt - started) / 1000);
 }
 
-/** stf_ready at a fixed rate for `seconds`; latencies from publish to the last notification. */
-async function paced(setup: Setup, rate: number, seconds: number, what: string): Promise<number[]> {
+/** Milliseconds a thread has run, and waited runnable for a CPU, so far (`/proc/.../schedstat`). */
+function schedMs(pid: number): { ran: number; waited: number } {
+  try {
+    const [ran, waited] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ').map(Number);
+    return { ran: (ran as number) / 1e6, waited: (waited as number) / 1e6 };
+  } catch {
+    return { ran: Number.NaN, waited: Number.NaN };
+  }
+}
+
+/** Busy and total jiffies of the whole machine so far (`/proc/stat`). */
+function machineJiffies(): { busy: number; total: number } {
+  const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] as string).trim().split(/\s+/).slice(1);
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = fields.map(Number) as number[];
+  const busy = (user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0);
+  return { busy, total: busy + (idle ?? 0) + (iowait ?? 0) };
+}
+
+/**
+ * What a paced run cost the machine: how busy its cores were, and how long the consumer's main
+ * thread (the one that handles every message) ran and sat runnable waiting for a core, per second.
+ */
+export interface Contention {
+  machineBusy: number;
+  mainRanMsPerS: number;
+  mainWaitedMsPerS: number;
+}
+
+/**
+ * stf_ready at a fixed rate for `seconds`; latencies from publish to the last notification, and,
+ * given the consumer's pid, the contention for the cores meanwhile.
+ */
+async function paced(
+  setup: Setup,
+  rate: number,
+  seconds: number,
+  what: string,
+  pid?: number,
+): Promise<{ latencies: number[]; contention: Contention }> {
   const count = Math.round(rate * seconds);
   const { run, names } = await prepareRun(setup, count);
   setup.listener.reset();
+  const machineBefore = machineJiffies();
+  const mainBefore = pid === undefined ? null : schedMs(pid);
   const started = performance.now();
   let sent = 0;
   await new Promise<void>((resolve) => {
@@ -360,7 +412,30 @@ async function paced(setup: Setup, rate: number, seconds: number, what: string):
     }, 2);
   });
   await setup.listener.waitFor(count, 60_000 + count * 5, what);
-  return setup.listener.latencies;
+  const elapsedS = (performance.now() - started) / 1000;
+  const machineAfter = machineJiffies();
+  const mainAfter = pid === undefined ? null : schedMs(pid);
+  const contention: Contention = {
+    machineBusy:
+      (machineAfter.busy - machineBefore.busy) / Math.max(1, machineAfter.total - machineBefore.total),
+    mainRanMsPerS: mainAfter && mainBefore ? (mainAfter.ran - mainBefore.ran) / elapsedS : Number.NaN,
+    mainWaitedMsPerS:
+      mainAfter && mainBefore ? (mainAfter.waited - mainBefore.waited) / elapsedS : Number.NaN,
+  };
+  const traces = process.env.FASTMON_BENCH_TRACE;
+  if (traces) {
+    // Each STF's publish time (ms from the run's start) and latency, to see whether the slow ones
+    // come in bursts (a stall somewhere) or alone (queueing); see BENCHMARKS.md.
+    const { sentAts, latencies } = setup.listener;
+    const points = latencies.map((ms, i) => [
+      Math.round(((sentAts[i] as number) - started) * 10) / 10,
+      Math.round(ms * 10) / 10,
+    ]);
+    mkdirSync(traces, { recursive: true });
+    const file = path.join(traces, `${what.replace(/\W+/g, '-')}-${Date.now()}.json`);
+    writeFileSync(file, JSON.stringify({ what, rate, startedAt: performance.timeOrigin + started, points }));
+  }
+  return { latencies: setup.listener.latencies, contention };
 }
 
 /** Warm-up and readiness check: the agent is ready when a batch of STFs makes it all the way. */
@@ -411,6 +486,12 @@ async function withAgent<T>(
     throw new Error(`${(err as Error).message}\n--- ${label} log tail:\n${tail(agent.logPath)}`);
   } finally {
     await agent.stop();
+    // With FASTMON_BENCH_TRACE the agent's log (e.g. --trace-gc output) is kept next to the traces.
+    const traces = process.env.FASTMON_BENCH_TRACE;
+    if (traces) {
+      mkdirSync(traces, { recursive: true });
+      copyFileSync(agent.logPath, path.join(traces, `${label.replace(/\W+/g, '-')}-${Date.now()}.log`));
+    }
   }
 }
 
@@ -461,7 +542,7 @@ async function sustained(
     );
   }, 1000);
   try {
-    const latencies = await paced(setup, rate, seconds, `${agent.label} sustained`);
+    const { latencies } = await paced(setup, rate, seconds, `${agent.label} sustained`);
     return { ...trace, idleRssMb, latencies };
   } finally {
     clearInterval(sampler);
@@ -487,13 +568,16 @@ function slopePerMinute(xs: number[], ys: number[]): number {
 
 export interface BrokerDetails {
   memory?: MemoryTrace;
+  /** Per consumer ('raw', 'agent') and rate: the cores' contention during its latency run. */
+  contention?: Record<string, Record<number, Contention>>;
 }
 
 export const brokerDetails: BrokerDetails = {};
 
 /** `only`: a subset of ceiling, throughput, latency, memory (for profiling one of them). */
 export async function broker(only = process.env.FASTMON_BENCH_ONLY?.split(',')): Promise<Row[]> {
-  const wanted = (name: string) => !only || only.includes(name);
+  const parts = only?.map((name) => name.trim()).filter((name) => name !== 'broker');
+  const wanted = (name: string) => !parts || parts.length === 0 || parts.includes(name);
   await requireBroker();
   const id = randomUUID().slice(0, 8);
   const double = await DoubleThread.start();
@@ -511,13 +595,15 @@ export async function broker(only = process.env.FASTMON_BENCH_ONLY?.split(',')):
   setup.listener = new Listener(listening, setup.output);
   const rows: Row[] = [];
   const floodCount = quick ? 800 : 10_000;
-  const rates = [50, 200, 500];
-  const paceSeconds = quick ? 1 : 15;
+  const rates = process.env.FASTMON_BENCH_RATES?.split(',').map(Number) ?? [50, 200, 500];
+  const paceSeconds = Number(process.env.FASTMON_BENCH_PACE_SECONDS) || (quick ? 1 : 15);
   const memorySeconds = Number(process.env.FASTMON_BENCH_MEMORY_SECONDS) || (quick ? 3 : 120);
   // The rate of the p99 target: sustainable here, so memory shows the agent, not a backlog.
   const memoryRate = 200;
   const sorted = (xs: number[]) => [...xs].sort((x, y) => x - y);
   const rawLatency = new Map<number, number[]>();
+  const contention: Record<string, Record<number, Contention>> = { raw: {}, agent: {} };
+  brokerDetails.contention = contention;
   let ceiling = Number.NaN;
   const throughputRow = (label: string, rate: number): Row => ({
     name: `throughput, ${label}`,
@@ -533,17 +619,21 @@ export async function broker(only = process.env.FASTMON_BENCH_ONLY?.split(',')):
       await withAgent(setup, { raw: true }, 'raw', async (a) => {
         if (wanted('ceiling')) ceiling = await flood(setup, floodCount, a.label, a);
         if (wanted('latency')) {
-          for (const rate of rates)
-            rawLatency.set(rate, sorted(await paced(setup, rate, paceSeconds, `raw at ${rate}/s`)));
+          for (const rate of rates) {
+            const run = await paced(setup, rate, paceSeconds, `raw at ${rate}/s`, a.child.pid);
+            rawLatency.set(rate, sorted(run.latencies));
+            (contention.raw as Record<number, Contention>)[rate] = run.contention;
+          }
         }
       });
-      rows.push({
-        name: `ceiling: raw consumer + poster, ${floodCount} STFs (x${SAMPLES} rows and notifications)`,
-        value: ceiling,
-        unit: 'STFs/s',
-        baseline: '-',
-        ratio: 1,
-      });
+      if (wanted('ceiling'))
+        rows.push({
+          name: `ceiling: raw consumer + poster, ${floodCount} STFs (x${SAMPLES} rows and notifications)`,
+          value: ceiling,
+          unit: 'STFs/s',
+          baseline: '-',
+          ratio: 1,
+        });
     }
     if (wanted('throughput')) {
       const variants: [string, Kind][] = [
@@ -568,8 +658,11 @@ export async function broker(only = process.env.FASTMON_BENCH_ONLY?.split(',')):
           rows.push(throughputRow(defaults, await flood(setup, floodCount, a.label, a)));
         if (wanted('latency')) {
           for (const rate of rates) {
-            const agent = sorted(await paced(setup, rate, paceSeconds, `${a.label} at ${rate}/s`));
+            const run = await paced(setup, rate, paceSeconds, `${a.label} at ${rate}/s`, a.child.pid);
+            const agent = sorted(run.latencies);
             const raw = rawLatency.get(rate) as number[];
+            const rawContention = (contention.raw as Record<number, Contention>)[rate] as Contention;
+            (contention.agent as Record<number, Contention>)[rate] = run.contention;
             for (const p of [50, 99, 100]) {
               const label = p === 100 ? 'max' : `p${p}`;
               rows.push({
@@ -580,6 +673,24 @@ export async function broker(only = process.env.FASTMON_BENCH_ONLY?.split(',')):
                 ratio: percentile(agent, p) / percentile(raw, p),
               });
             }
+            // The tail's limit: how busy the two cores were, and how long the thread that handles
+            // every message sat runnable with no core free (see BENCHMARKS.md).
+            rows.push(
+              {
+                name: `  cores busy meanwhile (all processes)`,
+                value: run.contention.machineBusy * 100,
+                unit: '%',
+                baseline: 'raw run',
+                ratio: run.contention.machineBusy / rawContention.machineBusy,
+              },
+              {
+                name: `  agent's main thread runnable, waiting for a core`,
+                value: run.contention.mainWaitedMsPerS,
+                unit: 'ms/s',
+                baseline: "raw consumer's",
+                ratio: run.contention.mainWaitedMsPerS / rawContention.mainWaitedMsPerS,
+              },
+            );
           }
         }
         // --quick has no time for a fresh agent: its memory rows come from this one, after the flood.

@@ -14,7 +14,18 @@ import { scan } from './scan.js';
 
 async function main(): Promise<void> {
   const rows: Row[] = [];
-  for (const scenario of [micro, extraction, poolScaling, pipeline, scan, bulk, broker]) {
+  // FASTMON_BENCH_ONLY names scenarios (micro, extraction, poolScaling, pipeline, scan, bulk,
+  // broker) or parts of the broker scenario (ceiling, throughput, latency, memory).
+  const only = process.env.FASTMON_BENCH_ONLY?.split(',').map((name) => name.trim());
+  const brokerParts = ['ceiling', 'throughput', 'latency', 'memory'];
+  const scenarios = [micro, extraction, poolScaling, pipeline, scan, bulk, broker].filter(
+    (scenario) =>
+      !only ||
+      only.includes(scenario.name) ||
+      (scenario === broker && only.some((name) => brokerParts.includes(name))),
+  );
+  if (scenarios.length === 0) throw new Error(`FASTMON_BENCH_ONLY=${only?.join(',')} names no scenario`);
+  for (const scenario of scenarios) {
     const started = performance.now();
     rows.push(...(await scenario()));
     console.error(`bench: ${scenario.name} took ${((performance.now() - started) / 1000).toFixed(1)} s`);
