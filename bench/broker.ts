@@ -24,6 +24,14 @@ import { requireBroker, STOMP_HOST, STOMP_PORT, StompPeer } from './stomp-peer.j
 
 const SAMPLES = 7;
 
+/** FASTMON_BENCH_TRACE: where latency traces and the agents' logs are kept (see BENCHMARKS.md). */
+const traceDir = process.env.FASTMON_BENCH_TRACE;
+
+/** A label as a file name. */
+function slug(label: string): string {
+  return label.replace(/\W+/g, '-');
+}
+
 /** The double on its own thread; one command at a time. */
 class DoubleThread {
   private chain: Promise<unknown> = Promise.resolve();
@@ -166,7 +174,7 @@ async function freePort(): Promise<number> {
 type Kind = { raw: true } | { raw: false; workers: number; inline: boolean; env?: Record<string, string> };
 
 async function startAgent(setup: Setup, kind: Kind, label: string): Promise<AgentProcess> {
-  const logPath = path.join(setup.dir, `${label.replace(/\W+/g, '-')}.log`);
+  const logPath = path.join(setup.dir, `${slug(label)}.log`);
   const log = openSync(logPath, 'w');
   const httpPort = kind.raw ? null : await freePort();
   const env: Record<string, string> = {
@@ -422,8 +430,7 @@ async function paced(
     mainWaitedMsPerS:
       mainAfter && mainBefore ? (mainAfter.waited - mainBefore.waited) / elapsedS : Number.NaN,
   };
-  const traces = process.env.FASTMON_BENCH_TRACE;
-  if (traces) {
+  if (traceDir) {
     // Each STF's publish time (ms from the run's start) and latency, to see whether the slow ones
     // come in bursts (a stall somewhere) or alone (queueing); see BENCHMARKS.md.
     const { sentAts, latencies } = setup.listener;
@@ -431,8 +438,8 @@ async function paced(
       Math.round(((sentAts[i] as number) - started) * 10) / 10,
       Math.round(ms * 10) / 10,
     ]);
-    mkdirSync(traces, { recursive: true });
-    const file = path.join(traces, `${what.replace(/\W+/g, '-')}-${Date.now()}.json`);
+    mkdirSync(traceDir, { recursive: true });
+    const file = path.join(traceDir, `${slug(what)}-${Date.now()}.json`);
     writeFileSync(file, JSON.stringify({ what, rate, startedAt: performance.timeOrigin + started, points }));
   }
   return { latencies: setup.listener.latencies, contention };
@@ -487,10 +494,9 @@ async function withAgent<T>(
   } finally {
     await agent.stop();
     // With FASTMON_BENCH_TRACE the agent's log (e.g. --trace-gc output) is kept next to the traces.
-    const traces = process.env.FASTMON_BENCH_TRACE;
-    if (traces) {
-      mkdirSync(traces, { recursive: true });
-      copyFileSync(agent.logPath, path.join(traces, `${label.replace(/\W+/g, '-')}-${Date.now()}.log`));
+    if (traceDir) {
+      mkdirSync(traceDir, { recursive: true });
+      copyFileSync(agent.logPath, path.join(traceDir, `${slug(label)}-${Date.now()}.log`));
     }
   }
 }
@@ -569,12 +575,15 @@ function slopePerMinute(xs: number[], ys: number[]): number {
 export interface BrokerDetails {
   memory?: MemoryTrace;
   /** Per consumer ('raw', 'agent') and rate: the cores' contention during its latency run. */
-  contention?: Record<string, Record<number, Contention>>;
+  contention?: { raw: Record<number, Contention>; agent: Record<number, Contention> };
 }
 
 export const brokerDetails: BrokerDetails = {};
 
-/** `only`: a subset of ceiling, throughput, latency, memory (for profiling one of them). */
+/** The parts of the broker scenario that FASTMON_BENCH_ONLY can name. */
+export const BROKER_PARTS = ['ceiling', 'throughput', 'latency', 'memory'];
+
+/** `only`: a subset of BROKER_PARTS (for profiling one of them). */
 export async function broker(only = process.env.FASTMON_BENCH_ONLY?.split(',')): Promise<Row[]> {
   const parts = only?.map((name) => name.trim()).filter((name) => name !== 'broker');
   const wanted = (name: string) => !parts || parts.length === 0 || parts.includes(name);
@@ -602,7 +611,7 @@ export async function broker(only = process.env.FASTMON_BENCH_ONLY?.split(',')):
   const memoryRate = 200;
   const sorted = (xs: number[]) => [...xs].sort((x, y) => x - y);
   const rawLatency = new Map<number, number[]>();
-  const contention: Record<string, Record<number, Contention>> = { raw: {}, agent: {} };
+  const contention = { raw: {} as Record<number, Contention>, agent: {} as Record<number, Contention> };
   brokerDetails.contention = contention;
   let ceiling = Number.NaN;
   const throughputRow = (label: string, rate: number): Row => ({
@@ -622,7 +631,7 @@ export async function broker(only = process.env.FASTMON_BENCH_ONLY?.split(',')):
           for (const rate of rates) {
             const run = await paced(setup, rate, paceSeconds, `raw at ${rate}/s`, a.child.pid);
             rawLatency.set(rate, sorted(run.latencies));
-            (contention.raw as Record<number, Contention>)[rate] = run.contention;
+            contention.raw[rate] = run.contention;
           }
         }
       });
@@ -661,8 +670,8 @@ export async function broker(only = process.env.FASTMON_BENCH_ONLY?.split(',')):
             const run = await paced(setup, rate, paceSeconds, `${a.label} at ${rate}/s`, a.child.pid);
             const agent = sorted(run.latencies);
             const raw = rawLatency.get(rate) as number[];
-            const rawContention = (contention.raw as Record<number, Contention>)[rate] as Contention;
-            (contention.agent as Record<number, Contention>)[rate] = run.contention;
+            const rawContention = contention.raw[rate] as Contention;
+            contention.agent[rate] = run.contention;
             for (const p of [50, 99, 100]) {
               const label = p === 100 ? 'max' : `p${p}`;
               rows.push({

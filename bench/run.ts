@@ -3,7 +3,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import path from 'node:path';
-import { broker, brokerDetails, cpuShares } from './broker.js';
+import { BROKER_PARTS, broker, brokerDetails, cpuShares } from './broker.js';
 import { bulk } from './bulk.js';
 import { quick, type Row, root } from './common.js';
 import { extraction } from './extraction.js';
@@ -17,12 +17,11 @@ async function main(): Promise<void> {
   // FASTMON_BENCH_ONLY names scenarios (micro, extraction, poolScaling, pipeline, scan, bulk,
   // broker) or parts of the broker scenario (ceiling, throughput, latency, memory).
   const only = process.env.FASTMON_BENCH_ONLY?.split(',').map((name) => name.trim());
-  const brokerParts = ['ceiling', 'throughput', 'latency', 'memory'];
   const scenarios = [micro, extraction, poolScaling, pipeline, scan, bulk, broker].filter(
     (scenario) =>
       !only ||
       only.includes(scenario.name) ||
-      (scenario === broker && only.some((name) => brokerParts.includes(name))),
+      (scenario === broker && only.some((name) => BROKER_PARTS.includes(name))),
   );
   if (scenarios.length === 0) throw new Error(`FASTMON_BENCH_ONLY=${only?.join(',')} names no scenario`);
   for (const scenario of scenarios) {
