@@ -19,6 +19,14 @@ export interface Row {
 export const quick = process.argv.includes('--quick');
 export const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 
+/** FASTMON_BENCH_TRACE: where latency traces and the agents' logs are kept (see BENCHMARKS.md). */
+export const traceDir = process.env.FASTMON_BENCH_TRACE;
+
+/** A label as a file name. */
+export function slug(label: string): string {
+  return label.replace(/\W+/g, '-');
+}
+
 export function scratch(label: string, base = tmpdir()): string {
   return mkdtempSync(path.join(base, `fastmon-bench-${label}-`));
 }

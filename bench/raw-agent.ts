@@ -1,6 +1,6 @@
 // The ceiling: the least an agent can do with each stf_ready (parse it, POST 7 rows, publish 7
 // notifications) with no validation, sampling, logging, acknowledgement or error handling.
-// Run as a child process by bench/broker.ts with the agent's own environment variables.
+// Run as a child process by bench/agent-process.ts with the agent's own environment variables.
 
 import { Pool } from 'undici';
 import { KEYS_BY_NAME } from '../src/config/keys.js';

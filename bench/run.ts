@@ -3,10 +3,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import path from 'node:path';
-import { BROKER_PARTS, broker, brokerDetails, cpuShares } from './broker.js';
+import { BROKER_PARTS, broker, brokerDetails } from './broker.js';
 import { bulk } from './bulk.js';
 import { quick, type Row, root } from './common.js';
 import { extraction } from './extraction.js';
+import { cpuShares } from './load.js';
 import { micro } from './micro.js';
 import { pipeline } from './pipeline.js';
 import { poolScaling } from './pool.js';
