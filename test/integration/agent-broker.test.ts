@@ -179,6 +179,9 @@ describe('the agent against ActiveMQ and an swf-monitor double', () => {
     expect(
       first.logs.find((r) => r.msg === 'stf_ready for an STF already handled: nothing new to register'),
     ).toBeDefined();
+    // Every delivery is received; the repeat is counted as a duplicate, not sampled again (README).
+    await waitUntil(() => first.agent.totals.stfsSampled === 2, 'the counts to settle');
+    expect(first.agent.totals).toMatchObject({ stfsReceived: 3, stfsSampled: 2, stfsDuplicate: 1 });
 
     await first.stop();
     running = [];
