@@ -6,6 +6,7 @@ import path from 'node:path';
 import { Bench } from 'tinybench';
 import { silentLogger } from '../src/log/logger.js';
 import { decodeMessage, tfFileRegistered } from '../src/messaging/codec.js';
+import { RecentKeys } from '../src/scheduler/recent-keys.js';
 import { sampleRecord } from '../src/scheduler/scheduler.js';
 import { CatalogRegistrar } from '../src/sinks/catalog.js';
 import { type SampleRecord, toRow } from '../src/sinks/registrar.js';
@@ -147,10 +148,45 @@ export async function micro(): Promise<Row[]> {
       'JSON.stringify of 7 prebuilt rows and notifications (baseline)',
     ),
     row('catalog append: 7 samples of one STF', 'append of the same 7 lines + fdatasync (baseline)'),
+    dedupeMemory(),
   ];
 }
 
-/** A sample as the scheduler records it (`registerAndBroadcast`), metadata included. */
+/**
+ * The scheduler's memory of the last 100,000 completed STFs, once full, against what it did before:
+ * evicting in the Set's own order. A plain loop, not tinybench: that approach's cost rises and falls
+ * with V8's rehashing of the table, so both run the same long stretch (a whole cycle in a full run).
+ */
+function dedupeMemory(): Row {
+  const capacity = 100_000;
+  const count = quick ? 40_000 : 200_000;
+  const keys = Array.from({ length: capacity + count }, (_, i) => `101993/${stfName(i)}`);
+  const rate = (remember: (key: string) => void) => {
+    for (let i = 0; i < capacity; i++) remember(keys[i] as string);
+    const started = performance.now();
+    for (let i = capacity; i < keys.length; i++) remember(keys[i] as string);
+    return count / ((performance.now() - started) / 1000);
+  };
+  const recent = new RecentKeys(capacity);
+  const ring = rate((key) => recent.add(key));
+  const set = new Set<string>();
+  const before = rate((key) => {
+    set.add(key);
+    if (set.size > capacity) set.delete(set.values().next().value as string);
+  });
+  return {
+    name: `dedupe memory: ${count.toLocaleString('en')} STFs remembered past 100,000`,
+    value: ring,
+    unit: 'ops/s',
+    baseline: "eviction in the Set's order (before)",
+    ratio: ring / before,
+  };
+}
+
+function stfName(seq: number): string {
+  return `swf.101993.${String(seq).padStart(6, '0')}.stf`;
+}
+
 /** A sample of a binary STF as the worker returns it after extraction, recorded as the scheduler does. */
 function benchRecord(s: TfSample, stfFilename: string): SampleRecord {
   return sampleRecord(

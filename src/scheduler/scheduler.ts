@@ -12,6 +12,7 @@ import { emptyCounts, type RunInfo, type RunStates, sizeBucket } from '../run/ru
 import type { Broadcaster } from '../sinks/broadcast.js';
 import type { Registrar, SampleRecord } from '../sinks/registrar.js';
 import type { StfExecutor } from './pool.js';
+import { RecentKeys } from './recent-keys.js';
 
 export type Outcome = 'sampled' | 'skipped' | 'failed' | 'duplicate' | 'no_file';
 
@@ -125,7 +126,7 @@ export class Scheduler {
   private active = 0;
   private readonly waiting: (() => void)[] = [];
   private readonly inFlightByKey = new Map<string, Promise<StfResult>>();
-  private readonly done = new Set<string>();
+  private readonly done = new RecentKeys(DONE_MEMORY);
   private readonly byRun = new Map<string, Set<Promise<StfResult>>>();
   private readonly all = new Set<Promise<StfResult>>();
   private readonly abort = new AbortController();
@@ -249,7 +250,7 @@ export class Scheduler {
     try {
       const result = await work;
       // Only a complete STF is remembered: a redelivery must retry what failed.
-      if (result.outcome === 'sampled' && result.failed === 0 && result.unbroadcast === 0) this.remember(key);
+      if (result.outcome === 'sampled' && result.failed === 0 && result.unbroadcast === 0) this.done.add(key);
       return result;
     } finally {
       this.inFlightByKey.delete(key);
@@ -465,14 +466,6 @@ export class Scheduler {
   private count(run: RunInfo | null, field: keyof RunCounts, n = 1): void {
     this.totals[field] += n;
     if (run) run.counts[field] += n;
-  }
-
-  private remember(key: string): void {
-    this.done.add(key);
-    if (this.done.size > DONE_MEMORY) {
-      const oldest = this.done.values().next().value;
-      if (oldest !== undefined) this.done.delete(oldest);
-    }
   }
 
   private async withSlot<T>(fn: () => Promise<T>): Promise<T> {
