@@ -19,7 +19,9 @@ export interface DoubleReply {
 
 const port = parentPort;
 if (port) {
-  const double = await startMonitorDouble();
+  // The newest 50,000 rows (about 7,000 STFs) are plenty to answer like swf-monitor; keeping all of a
+  // ten-minute run's 840,000 stalled the double whenever V8 regrew its indexes (BENCHMARKS.md).
+  const double = await startMonitorDouble({ retainFastmonFiles: 50_000 });
   let requests = 0;
   // The request log is for tests; a long bench would grow it without bound.
   const trim = setInterval(() => {

@@ -1,6 +1,7 @@
 // What the bench sends and hears: the monitor double on its thread, the STFs of a run, stf_ready
 // at full speed or at a fixed rate, and the listener that times each STF to its last notification.
 
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -153,6 +154,10 @@ async function prepareRun(setup: Setup, count: number): Promise<{ run: number; n
   for (let at = 0; at < names.length; at += 5000) {
     await setup.double.ask({ op: 'seed', runNumber: run, stfFilenames: names.slice(at, at + 5000) });
   }
+  // Written to disk before the clock starts. Left dirty, the files go out ~30 s later
+  // (vm.dirty_expire_centisecs), and writing back a long run's 120,000 of them took the kernel up to
+  // 0.6 of the two cores for seconds, in the middle of the run (BENCHMARKS.md, "The latency tail").
+  execFileSync('sync', ['--file-system', data]);
   return { run, names };
 }
 

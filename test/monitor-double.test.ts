@@ -458,6 +458,22 @@ describe('FastMon files (TF samples)', () => {
     expect(monitor.fastmonFiles).toHaveLength(1);
   });
 
+  it('with retainFastmonFiles (the bench), keeps only the newest rows; a forgotten name is free again', async () => {
+    const bench = await startMonitorDouble({ retainFastmonFiles: 4 });
+    const write = (body: unknown) =>
+      call('POST', '/api/fastmon-files/', { body, base: bench.url, auth: `Token ${bench.token}` });
+    try {
+      bench.addStfFile({ stf_filename: 'swf.100001.000001.stf', run_number: 100001, tf_count: 1000 });
+      for (let i = 1; i <= 6; i++) expect((await write(sample(`tf.${i}`))).status).toBe(201);
+      expect(bench.fastmonFiles.map((r) => r.tf_filename)).toEqual(['tf.3', 'tf.4', 'tf.5', 'tf.6']);
+      expect((await get('/api/fastmon-files/?tf_filename=tf.1', { base: bench.url })).body).toEqual([]);
+      expect((await write(sample('tf.6'))).status).toBe(400); // still unique among the kept rows
+      expect((await write(sample('tf.1'))).status).toBe(201);
+    } finally {
+      await bench.close();
+    }
+  });
+
   it('rejects an unknown stf_file', async () => {
     const answer = await post('/api/fastmon-files/', sample('tf.1', { stf_file: 'nope.stf' }));
     expect(answer).toMatchObject({

@@ -144,6 +144,14 @@ export interface MonitorDoubleOptions {
    * have. Off by default: the path then reaches the detail route as it does in swf-monitor today.
    */
   proposedBulk?: boolean;
+  /**
+   * Keep at most about this many FastMonFile rows, forgetting the oldest (for the bench; default: all).
+   * A long bench run posts a million rows, and V8 grows a Map by rehashing all of it at once: at
+   * 262,144 and 524,288 rows the double's indexes stalled it for 100–450 ms, a latency tail that
+   * swf-monitor's PostgreSQL does not have. A forgotten row no longer holds its tf_filename, so tests,
+   * which check uniqueness, keep every row.
+   */
+  retainFastmonFiles?: number;
 }
 
 export type RunSeed = { run_number: number } & Partial<Omit<RunRow, 'run_id'>>;
@@ -552,6 +560,9 @@ class Tables {
   private readonly subscriberByName = new Map<string, SubscriberRow>();
   private sequences = freshSequences();
 
+  /** `retainFastmon`: see MonitorDoubleOptions.retainFastmonFiles. */
+  constructor(private readonly retainFastmon = Number.POSITIVE_INFINITY) {}
+
   reset(): void {
     const lists = [
       this.runs,
@@ -705,7 +716,10 @@ class Tables {
   }
 
   private indexFastmon(row: FastMonFileRow, parent: StfFileRow): FastMonFileRow {
-    if (!this.fastmonById.has(row.tf_file_id)) this.fastmonFiles.push(row);
+    if (!this.fastmonById.has(row.tf_file_id)) {
+      this.fastmonFiles.push(row);
+      this.forgetOldestFastmon();
+    }
     this.fastmonById.set(row.tf_file_id, row);
     this.fastmonByName.set(row.tf_filename, row);
     this.parentOf.set(row, parent);
@@ -717,7 +731,21 @@ class Tables {
   private unindexFastmon(row: FastMonFileRow): void {
     this.fastmonByName.delete(row.tf_filename);
     const parent = this.parentOf.get(row);
-    if (parent) this.fastmonByParent.get(parent)?.delete(row);
+    const siblings = parent ? this.fastmonByParent.get(parent) : undefined;
+    siblings?.delete(row);
+    if (parent && siblings?.size === 0) this.fastmonByParent.delete(parent);
+  }
+
+  /** Beyond the retention limit, drops the oldest rows, a batch at a time so the list is cut rarely. */
+  private forgetOldestFastmon(): void {
+    const excess = this.fastmonFiles.length - this.retainFastmon;
+    if (excess < Math.max(1, Math.floor(this.retainFastmon / 32))) return;
+    for (const old of this.fastmonFiles.slice(0, excess)) {
+      this.unindexFastmon(old);
+      this.parentOf.delete(old);
+      this.fastmonById.delete(old.tf_file_id);
+    }
+    this.fastmonFiles.splice(0, excess);
   }
 
   deleteFastmonFile(row: FastMonFileRow): void {
@@ -1152,7 +1180,7 @@ function normalizeBasePath(basePath: string | undefined): string {
 export async function startMonitorDouble(opts: MonitorDoubleOptions = {}): Promise<MonitorDouble> {
   const token = opts.token ?? randomBytes(20).toString('hex');
   const basePath = normalizeBasePath(opts.basePath);
-  const tables = new Tables();
+  const tables = new Tables(opts.retainFastmonFiles);
   const table = routes(tables, opts.proposedBulk === true);
   const requests: RequestRecord[] = [];
   let faults: Fault[] = [];
