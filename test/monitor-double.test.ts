@@ -472,6 +472,7 @@ describe('FastMon files (TF samples)', () => {
     } finally {
       await bench.close();
     }
+    await expect(startMonitorDouble({ retainFastmonFiles: 0 })).rejects.toThrow(/at least 1, got 0/);
   });
 
   it('rejects an unknown stf_file', async () => {

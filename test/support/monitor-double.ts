@@ -561,7 +561,10 @@ class Tables {
   private sequences = freshSequences();
 
   /** `retainFastmon`: see MonitorDoubleOptions.retainFastmonFiles. */
-  constructor(private readonly retainFastmon = Number.POSITIVE_INFINITY) {}
+  constructor(private readonly retainFastmon = Number.POSITIVE_INFINITY) {
+    if (!(retainFastmon >= 1))
+      throw new RangeError(`retainFastmonFiles must be at least 1, got ${retainFastmon}`);
+  }
 
   reset(): void {
     const lists = [
