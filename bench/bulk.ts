@@ -6,6 +6,7 @@
 
 import { Pool } from 'undici';
 import { KEYS } from '../src/config/keys.js';
+import { stfFilename } from '../src/gen/plan.js';
 import type { NewFastMonFile } from '../src/monitor/client.js';
 import { sampleRecord } from '../src/scheduler/scheduler.js';
 import { toRow } from '../src/sinks/registrar.js';
@@ -43,24 +44,22 @@ const VARIANTS: readonly Variant[] = [
   { label: 'bulk POST, 256 rows', batch: 256, pipelining: 1 },
 ];
 
-const stfName = (i: number) => `swf.${RUN}.${String(i).padStart(6, '0')}.stf`;
-
-/** The rows the agent posts for `stfs` announced STFs, built as the scheduler's registerAndBroadcast does. */
+/** The rows the agent posts for `stfs` announced STFs, built as the scheduler's register() does. */
 function agentRows(stfs: number): NewFastMonFile[] {
   const rows: NewFastMonFile[] = [];
   for (let i = 1; i <= stfs; i++) {
-    const stfFilename = stfName(i);
+    const name = stfFilename(RUN, i);
     const samples = sampleStf({
       seed: 'bench',
       runId: String(RUN),
-      stfFilename,
+      stfFilename: name,
       tfCount: TF_COUNT,
       stfSizeBytes: STF_BYTES,
       settings: SETTINGS,
     });
     for (const sample of samples) {
       const record = sampleRecord(
-        { filename: stfFilename, runId: String(RUN), executionId: 'stf_datataking-bench-0001' },
+        { filename: name, runId: String(RUN), executionId: 'stf_datataking-bench-0001' },
         {
           tfCount: TF_COUNT,
           tfCountSource: 'message',
@@ -106,7 +105,7 @@ async function measure(
 ): Promise<number> {
   double.reset();
   for (let i = 1; i <= stfs; i++) {
-    double.addStfFile({ stf_filename: stfName(i), run_number: RUN, tf_count: TF_COUNT });
+    double.addStfFile({ stf_filename: stfFilename(RUN, i), run_number: RUN, tf_count: TF_COUNT });
   }
   const rows = all.slice(0, stfs * SETTINGS.tfFilesPerStf);
   const size = Math.max(1, variant.batch);

@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { stfFilename } from '../src/gen/plan.js';
 import type { AgentProcess } from './agent-process.js';
 import { quick, slug, traceDir } from './common.js';
 import type { DoubleCommand, DoubleReply } from './double-thread.js';
@@ -133,10 +134,6 @@ export interface Setup {
   nextRun: number;
 }
 
-function stfName(run: number, seq: number): string {
-  return `swf.${run}.${String(seq).padStart(6, '0')}.stf`;
-}
-
 /** JSON STFs as the testbed's DAQ simulator writes them, and their StfFile rows in the double. */
 async function prepareRun(setup: Setup, count: number): Promise<{ run: number; names: string[] }> {
   const run = setup.nextRun++;
@@ -144,7 +141,7 @@ async function prepareRun(setup: Setup, count: number): Promise<{ run: number; n
   mkdirSync(data, { recursive: true });
   const names: string[] = [];
   for (let seq = 1; seq <= count; seq++) {
-    const name = stfName(run, seq);
+    const name = stfFilename(run, seq);
     names.push(name);
     writeFileSync(
       path.join(data, name),

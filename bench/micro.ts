@@ -4,6 +4,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Bench } from 'tinybench';
+import { stfFilename } from '../src/gen/plan.js';
 import { silentLogger } from '../src/log/logger.js';
 import { decodeMessage, tfFileRegistered } from '../src/messaging/codec.js';
 import { RecentKeys } from '../src/scheduler/recent-keys.js';
@@ -60,7 +61,7 @@ export async function micro(): Promise<Row[]> {
   const catalog = await CatalogRegistrar.open(path.join(dir, 'catalog.jsonl'), silentLogger());
   let stfSerial = 0;
   const nextStfRecords = () => {
-    const stf = `swf.101993.${String(++stfSerial).padStart(6, '0')}.stf`;
+    const stf = stfFilename(101993, ++stfSerial);
     return samples.map((s) =>
       benchRecord({ ...s, tfFilename: tfFilename(stf, settings.tfSequenceStart + s.index) }, stf),
     );
@@ -160,7 +161,7 @@ export async function micro(): Promise<Row[]> {
 function dedupeMemory(): Row {
   const capacity = 100_000;
   const count = quick ? 40_000 : 200_000;
-  const keys = Array.from({ length: capacity + count }, (_, i) => `101993/${stfName(i)}`);
+  const keys = Array.from({ length: capacity + count }, (_, i) => `101993/${stfFilename(101993, i)}`);
   const rate = (remember: (key: string) => void) => {
     for (let i = 0; i < capacity; i++) remember(keys[i] as string);
     const started = performance.now();
@@ -181,10 +182,6 @@ function dedupeMemory(): Row {
     baseline: "eviction in the Set's order (before)",
     ratio: ring / before,
   };
-}
-
-function stfName(seq: number): string {
-  return `swf.101993.${String(seq).padStart(6, '0')}.stf`;
 }
 
 /** A sample of a binary STF as the worker returns it after extraction, recorded as the scheduler does. */

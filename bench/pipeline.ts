@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { Agent } from '../src/agent/agent.js';
 import { loadConfig } from '../src/config/load.js';
+import { stfFilename } from '../src/gen/plan.js';
 import { silentLogger } from '../src/log/logger.js';
 import { quick, type Row, scratch } from './common.js';
 
@@ -14,10 +15,7 @@ async function endToEnd(stfs: number, inline: boolean, workers: number): Promise
   const data = path.join(dir, 'data');
   mkdirSync(data);
   for (let i = 1; i <= stfs; i++) {
-    writeFileSync(
-      path.join(data, `swf.101993.${String(i).padStart(6, '0')}.stf`),
-      JSON.stringify({ run_id: 101993 }),
-    );
+    writeFileSync(path.join(data, stfFilename(101993, i)), JSON.stringify({ run_id: 101993 }));
   }
   const { config } = loadConfig({
     env: {},
@@ -34,7 +32,7 @@ async function endToEnd(stfs: number, inline: boolean, workers: number): Promise
   const started = performance.now();
   const work: Promise<unknown>[] = [];
   for (let i = 1; i <= stfs; i++) {
-    const filename = `swf.101993.${String(i).padStart(6, '0')}.stf`;
+    const filename = stfFilename(101993, i);
     work.push(agent.handleMessage(JSON.stringify({ msg_type: 'stf_ready', run_id: '101993', filename })));
   }
   await Promise.all(work);

@@ -11,6 +11,7 @@ import {
   writeSync,
 } from 'node:fs';
 import path from 'node:path';
+import { stfFilename } from '../src/gen/plan.js';
 import { createInlineExecutor, createPool, type StfExecutor } from '../src/scheduler/pool.js';
 import type { StfTask, StfTaskSuccess } from '../workers/stf-task.js';
 import { writeStf } from '../workers/stf-writer.js';
@@ -85,7 +86,7 @@ async function headerReads(dir: string): Promise<Workload> {
     into.fill(7);
   });
   const bytes = readFileSync(model);
-  const names = Array.from({ length: files }, (_, i) => stfName(i));
+  const names = Array.from({ length: files }, (_, i) => stfFilename(101993, i));
   for (const name of names) writeFileSync(path.join(data, name), bytes);
   return {
     label: 'pool: STF header + 1000-TF index reads',
@@ -109,9 +110,9 @@ async function extractions(dir: string): Promise<Workload> {
   const out = path.join(dir, 'out');
   mkdirSync(data);
   const tfBytes = quick ? 10_000 : 20_000;
-  const model = path.join(data, stfName(0));
+  const model = path.join(data, stfFilename(101993, 0));
   await writeNoiseStf(model, tfBytes);
-  const names = Array.from({ length: IN_FLIGHT * 2 }, (_, i) => stfName(i));
+  const names = Array.from({ length: IN_FLIGHT * 2 }, (_, i) => stfFilename(101993, i));
   for (const name of names.slice(1)) linkSync(model, path.join(data, name));
   // tf_size_fraction 0.15 of 1000 TFs, about.
   const bytesPerTask = 0.15 * 1000 * tfBytes;
@@ -147,10 +148,6 @@ function pretouch(dir: string, bytes: number): void {
     closeSync(fd);
   }
   rmSync(dir, { recursive: true });
-}
-
-function stfName(i: number): string {
-  return `swf.101993.${String(i).padStart(6, '0')}.stf`;
 }
 
 interface Rate {
