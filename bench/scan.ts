@@ -8,6 +8,8 @@ import { Agent } from '../src/agent/agent.js';
 import { loadConfig } from '../src/config/load.js';
 import { silentLogger } from '../src/log/logger.js';
 import { Ledger } from '../src/scan/ledger.js';
+import { storeOptions } from '../src/store/paths.js';
+import { Store } from '../src/store/store.js';
 import { emptyScanCounts, scanOnce } from '../src/scan/scan.js';
 import { compilePatterns } from '../src/scan/select.js';
 import { walk } from '../src/scan/walk.js';
@@ -76,7 +78,7 @@ async function endToEnd(tree: string, files: number): Promise<Row[]> {
   const { config } = loadConfig({
     env: {},
     flags: new Map<string, string | string[]>([
-      ['agent.catalog', path.join(dir, 'catalog.jsonl')],
+      ['agent.catalog', path.join(dir, 'fastmon.sqlite')],
       ['agent.data_roots', [tree]],
       ['agent.http_port', '-1'],
       ['sampling.tf_files_per_stf', '1'],
@@ -86,7 +88,7 @@ async function endToEnd(tree: string, files: number): Promise<Row[]> {
   const sink = new Writable({ write: (_c, _e, cb) => cb() });
   const agent = new Agent({ config, logger: silentLogger(), stdout: sink, consume: false });
   await agent.start();
-  const ledger = await Ledger.open(path.join(dir, 'ledger.jsonl'));
+  const ledger = new Ledger(await Store.acquire(storeOptions(config, silentLogger())), true);
   const counts = emptyScanCounts();
   let peak = process.memoryUsage().rss;
   const sampler = setInterval(() => {

@@ -28,6 +28,8 @@ import { Scheduler, type StfResult } from '../scheduler/scheduler.js';
 import { type Broadcaster, StompBroadcaster, StreamBroadcaster } from '../sinks/broadcast.js';
 import { CatalogRegistrar } from '../sinks/catalog.js';
 import { MonitorRegistrar, type Registrar } from '../sinks/registrar.js';
+import { storeOptions } from '../store/paths.js';
+import { Store } from '../store/store.js';
 import { DeferredSamples } from './deferred.js';
 import { Heartbeats, type OperationalState, osUser } from './heartbeat.js';
 import { Summaries } from './summaries.js';
@@ -73,6 +75,8 @@ export class Agent {
   private broker: StompConnection | null = null;
   private monitor: MonitorClient | null = null;
   private registrar: Registrar | null = null;
+  /** The local store: the catalog without swf-monitor, the outbox with it, the ledger of scan and watch. */
+  private store: Store | null = null;
   private broadcaster: Broadcaster | null = null;
   private deferred: DeferredSamples | null = null;
   private summaries: Summaries | null = null;
@@ -129,6 +133,7 @@ export class Agent {
         );
       }
     }
+    this.store = await Store.acquire(storeOptions(config, logger));
     if (config.monitor.url) {
       const http = new MonitorHttp({
         ...config.monitor,
@@ -141,9 +146,9 @@ export class Agent {
       this.registrar = new MonitorRegistrar(this.monitor, logger);
     } else {
       this.name = `fastmon-agent-${osUser()}-local-${process.pid}`;
-      this.registrar = await CatalogRegistrar.open(config.agent.catalog, logger);
+      this.registrar = new CatalogRegistrar(this.store, logger);
       logger.info(
-        { catalog: (this.registrar as CatalogRegistrar).file },
+        { catalog: this.store.file },
         'no SWF_MONITOR_URL: registering into the local catalog',
       );
     }
@@ -185,6 +190,7 @@ export class Agent {
     if (this.monitor) {
       this.deferred = await DeferredSamples.open({
         config,
+        store: this.store,
         logger,
         metrics: this.metrics,
         registrar: this.registrar,
@@ -421,6 +427,7 @@ export class Agent {
     await this.broker?.close();
     await this.executor?.close();
     await this.registrar?.close();
+    await this.store?.release();
     await this.ops?.close();
     logger.info({ agent: this.name }, 'stopped');
   }
