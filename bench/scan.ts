@@ -8,11 +8,11 @@ import { Agent } from '../src/agent/agent.js';
 import { loadConfig } from '../src/config/load.js';
 import { silentLogger } from '../src/log/logger.js';
 import { Ledger } from '../src/scan/ledger.js';
-import { storeOptions } from '../src/store/paths.js';
-import { Store } from '../src/store/store.js';
 import { emptyScanCounts, scanOnce } from '../src/scan/scan.js';
 import { compilePatterns } from '../src/scan/select.js';
 import { walk } from '../src/scan/walk.js';
+import { storeOptions } from '../src/store/paths.js';
+import { Store } from '../src/store/store.js';
 import { quick, type Row, scratch } from './common.js';
 
 /**

@@ -147,10 +147,7 @@ export class Agent {
     } else {
       this.name = `fastmon-agent-${osUser()}-local-${process.pid}`;
       this.registrar = new CatalogRegistrar(this.store, logger);
-      logger.info(
-        { catalog: this.store.file },
-        'no SWF_MONITOR_URL: registering into the local catalog',
-      );
+      logger.info({ catalog: this.store.file }, 'no SWF_MONITOR_URL: registering into the local catalog');
     }
     const identity = { sender: this.name, namespace: config.agent.namespace || null };
     let broadcaster: Broadcaster;

@@ -86,7 +86,10 @@ export async function runDirectories(
   const ctx: ScanContext = { agent, ledger, config, logger, counts, signal: abort.signal, onProgress: draw };
   try {
     await agent.start(abort.signal);
-    logger.info({ dirs, mode, store: ledger.file, ledger: ledger.size, shard: config.scan.shard || null }, `${mode} starting`);
+    logger.info(
+      { dirs, mode, store: ledger.file, ledger: ledger.size, shard: config.scan.shard || null },
+      `${mode} starting`,
+    );
     if (mode === 'scan') {
       await scanOnce(dirs, ctx);
     } else {

@@ -26,7 +26,9 @@ export class Ledger {
     /** Whether close() releases the store. */
     private readonly owned = false,
   ) {
-    this.lookup = store.reader.prepare('SELECT size, mtime_ms AS mtimeMs, outcome FROM ledger WHERE path = ?');
+    this.lookup = store.reader.prepare(
+      'SELECT size, mtime_ms AS mtimeMs, outcome FROM ledger WHERE path = ?',
+    );
     this.count = store.reader.prepare('SELECT count(*) FROM ledger').pluck();
   }
 
@@ -73,5 +75,6 @@ export class Ledger {
 }
 
 function checkKey(key: string): void {
-  if (typeof key !== 'string' || key.length === 0) throw new TypeError('ledger key must be a non-empty string');
+  if (typeof key !== 'string' || key.length === 0)
+    throw new TypeError('ledger key must be a non-empty string');
 }

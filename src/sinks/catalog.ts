@@ -3,7 +3,13 @@
 import type { Logger } from '../log/logger.js';
 import type { RegisterResult } from '../store/ops.js';
 import type { Store } from '../store/store.js';
-import { describeConflict, type Registered, type Registrar, type SampleRecord, type StfRecord } from './registrar.js';
+import {
+  describeConflict,
+  type Registered,
+  type Registrar,
+  type SampleRecord,
+  type StfRecord,
+} from './registrar.js';
 
 /**
  * Same rules as swf-monitor: `tf_filename` is unique, and registering it again returns the row

@@ -5,7 +5,7 @@ import { createReadStream, existsSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type Database from 'better-sqlite3';
-import { FastmonError, type ErrorCode } from '../errors.js';
+import { type ErrorCode, FastmonError } from '../errors.js';
 
 export type LegacyKind = 'catalog' | 'ledger' | 'outbox';
 
@@ -136,13 +136,28 @@ function catalogLines(db: Database.Database): LineHandler {
       );
       return 'other';
     }
-    if (row.kind !== 'fastmon_file' || typeof row.tf_filename !== 'string' || typeof row.stf_file !== 'string')
+    if (
+      row.kind !== 'fastmon_file' ||
+      typeof row.tf_filename !== 'string' ||
+      typeof row.stf_file !== 'string'
+    )
       return 'bad';
     const metadata = (row.metadata ?? {}) as Record<string, unknown>;
     let stf = stfId.get(row.stf_file) as string | undefined;
     if (stf === undefined) {
       stf = randomUUID();
-      insertStf.run(stf, 'physics', row.stf_file, null, null, now, '{"source":"sample"}', null, null, run(metadata.run_id));
+      insertStf.run(
+        stf,
+        'physics',
+        row.stf_file,
+        null,
+        null,
+        now,
+        '{"source":"sample"}',
+        null,
+        null,
+        run(metadata.run_id),
+      );
     }
     const created = str(row.created_at) ?? now;
     const { changes } = insertSample.run(
@@ -207,7 +222,9 @@ function ledgerLines(db: Database.Database, file: string): LineHandler {
 function unescapeKey(key: string): string {
   if (!key.includes('\\')) return key;
   return key.replace(/\\(?:u([0-9a-f]{4})|([\\nr]))/g, (_, hex: string | undefined, c: string | undefined) =>
-    hex === undefined ? ({ '\\': '\\', n: '\n', r: '\r' } as Record<string, string>)[c!]! : String.fromCharCode(Number.parseInt(hex, 16)),
+    hex === undefined
+      ? ({ '\\': '\\', n: '\n', r: '\r' } as Record<string, string>)[c!]!
+      : String.fromCharCode(Number.parseInt(hex, 16)),
   );
 }
 

@@ -104,7 +104,9 @@ export class StoreWrites {
     );
     this.ledgerDelete = db.prepare('DELETE FROM ledger WHERE path = ?');
     this.outboxInsert = db.prepare('INSERT INTO outbox (payload, added_at) VALUES (?, ?)');
-    this.outboxDelete = db.prepare('DELETE FROM outbox WHERE seq = ? RETURNING length(CAST(payload AS BLOB))').pluck();
+    this.outboxDelete = db
+      .prepare('DELETE FROM outbox WHERE seq = ? RETURNING length(CAST(payload AS BLOB))')
+      .pluck();
   }
 
   apply(op: StoreOp, now: string): OpResult {

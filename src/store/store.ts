@@ -83,7 +83,9 @@ export class Store {
   private static async start(file: string, options: StoreOptions): Promise<Store> {
     const logger = options.logger ?? silentLogger();
     const data: WriterData = { file, legacy: options.legacy ?? {} };
-    const worker = new Worker(writerFile(), { workerData: data });
+    // A worker inherits the process's node options; --input-type (node -e scripts) would refuse a file.
+    const execArgv = process.execArgv.filter((arg) => !arg.startsWith('--input-type'));
+    const worker = new Worker(writerFile(), { workerData: data, execArgv });
     const ready = await new Promise<Extract<FromWriter, { type: 'ready' }>>((resolve, reject) => {
       worker.once('message', (message: FromWriter) => {
         if (message.type === 'ready') resolve(message);
@@ -118,7 +120,8 @@ export class Store {
   /** Resolves once the write is committed and durable; rejects with a coded error. */
   write<T extends OpResult>(op: StoreOp): Promise<T> {
     if (this.failed) return Promise.reject(this.failed);
-    if (this.closing) return Promise.reject(new FastmonError('SHUTDOWN', `local store ${this.file} is closed`));
+    if (this.closing)
+      return Promise.reject(new FastmonError('SHUTDOWN', `local store ${this.file} is closed`));
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ op, resolve: resolve as (value: OpResult) => void, reject });
       this.send();
@@ -181,7 +184,10 @@ export class Store {
 
   private fail(err: Error): void {
     if (this.closing && !this.inFlight && this.queue.length === 0) return;
-    this.failed ??= new FastmonError('STORE_OPEN_FAILED', `the local store ${this.file} stopped: ${err.message}`);
+    this.failed ??= new FastmonError(
+      'STORE_OPEN_FAILED',
+      `the local store ${this.file} stopped: ${err.message}`,
+    );
     const waiting = [...(this.inFlight?.batch ?? []), ...this.queue];
     this.inFlight = null;
     this.queue = [];
@@ -195,6 +201,7 @@ function writerFile(): string {
   const compiled = here.endsWith('.ts')
     ? path.resolve(path.dirname(here), '../../dist/src/store/writer-thread.js')
     : path.resolve(path.dirname(here), 'writer-thread.js');
-  if (!existsSync(compiled)) throw new Error(`store thread module ${compiled} is missing: run "npm run build" first`);
+  if (!existsSync(compiled))
+    throw new Error(`store thread module ${compiled} is missing: run "npm run build" first`);
   return compiled;
 }

@@ -133,7 +133,9 @@ async function main(): Promise<void> {
     port.close();
     return;
   }
-  const outbox = db.prepare('SELECT count(*) AS depth, coalesce(sum(length(CAST(payload AS BLOB))), 0) AS bytes FROM outbox').get() as {
+  const outbox = db
+    .prepare('SELECT count(*) AS depth, coalesce(sum(length(CAST(payload AS BLOB))), 0) AS bytes FROM outbox')
+    .get() as {
     depth: number;
     bytes: number;
   };

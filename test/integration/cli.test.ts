@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configMarkdown } from '../../src/cli/help.js';
 import { brokerAddress, TestPeer } from '../support/broker.js';
@@ -55,7 +56,15 @@ describe('swf-fastmon command line', () => {
 
   it('runs the embedded default: replays the example run into a catalog and prints notifications and a summary', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-cli-'));
-    const catalog = path.join(dir, 'catalog.jsonl');
+    const catalog = path.join(dir, 'fastmon.sqlite');
+    const rowCount = () => {
+      const db = new Database(catalog, { readonly: true });
+      try {
+        return db.prepare('SELECT count(*) FROM fastmon_files').pluck().get();
+      } finally {
+        db.close();
+      }
+    };
     const args = [
       'agent',
       '--replay',
@@ -78,12 +87,11 @@ describe('swf-fastmon command line', () => {
     expect(stdout).toMatch(
       /run 100001 \(ended\): 6 STFs received, 5 sampled, 1 skipped, 0 failed; 35 TF samples registered/,
     );
-    const rows = readFileSync(catalog, 'utf8').trim().split('\n');
-    expect(rows).toHaveLength(35);
+    expect(rowCount()).toBe(35);
     // Replaying again registers nothing new: the catalog keeps tf_filename unique like swf-monitor.
     const again = await run([...args, '--catalog', catalog, '--http-port', '-1']);
     expect(again.code).toBe(0);
-    expect(readFileSync(catalog, 'utf8').trim().split('\n')).toHaveLength(35);
+    expect(rowCount()).toBe(35);
   });
 });
 

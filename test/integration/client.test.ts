@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log/logger.js';
 import { CatalogRegistrar } from '../../src/sinks/catalog.js';
+import { Store } from '../../src/store/store.js';
 import { brokerAddress, TestPeer, uniqueTopic } from '../support/broker.js';
 import { startCli } from '../support/cli.js';
 import { startSseServer } from '../support/sse-server.js';
@@ -115,12 +116,13 @@ describe('swf-fastmon client', () => {
     expect(json.every((m) => m.run_id === '111002')).toBe(true);
   });
 
-  it('replays a local catalog and ends with the summary', async () => {
+  it('follows a local store: the rows there, then rows committed while it runs; Ctrl+C prints the summary', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-client-'));
-    const file = path.join(dir, 'catalog.jsonl');
-    const catalog = await CatalogRegistrar.open(file, silentLogger());
-    for (let i = 1; i <= 5; i++) {
-      await catalog.register({
+    const file = path.join(dir, 'fastmon.sqlite');
+    const store = await Store.acquire({ file });
+    const catalog = new CatalogRegistrar(store, silentLogger(), true);
+    const register = (i: number) =>
+      catalog.register({
         stfFilename: 'swf.111004.000001.stf',
         tfFilename: `swf.111004.000001_tf_00${i}.tf`,
         tfFirst: i,
@@ -130,13 +132,28 @@ describe('swf-fastmon client', () => {
         checksum: null,
         metadata: { run_id: '111004' },
       });
+    try {
+      for (let i = 1; i <= 5; i++) await register(i);
+      const c = start(['--catalog', file]);
+      const lines = () => c.out.stdout.split('\n').filter((l) => /_tf_00\d\.tf/.test(l));
+      await until(
+        () => lines().length === 5,
+        'the rows already there',
+        () => c.out.stdout + c.out.stderr,
+      );
+      for (let i = 6; i <= 8; i++) await register(i);
+      await until(
+        () => lines().length === 8,
+        'the rows committed later',
+        () => c.out.stdout + c.out.stderr,
+      );
+      c.proc.kill('SIGINT');
+      expect(await c.exited).toBe(0);
+      expect(c.out.stdout).toMatch(/8 TF samples received/);
+      expect(c.out.stdout).toMatch(/^\s+111004\s+\S+\s+8\s+1\s+8\.0 kB/m);
+    } finally {
+      await catalog.close();
     }
-    await catalog.close();
-    const c = start(['--catalog', file]);
-    expect(await c.exited).toBe(0);
-    expect(c.out.stdout.split('\n').filter((l) => /_tf_00\d\.tf/.test(l))).toHaveLength(5);
-    expect(c.out.stdout).toMatch(/5 TF samples received/);
-    expect(c.out.stdout).toMatch(/^\s+111004\s+\S+\s+5\s+1\s+5\.0 kB/m);
   });
 
   it("reads swf-monitor's SSE relay with --sse", async () => {

@@ -2,7 +2,9 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { databaseFile } from '../../src/store/paths.js';
 import { writeStf } from '../../workers/stf-writer.js';
 import { type Started, startCli } from '../support/cli.js';
 import { type MonitorDouble, startMonitorDouble } from '../support/monitor-double.js';
@@ -57,12 +59,31 @@ async function stf(dir: string, run: number, seq: number): Promise<string> {
   return file;
 }
 
+/**
+ * The store's StfFile and FastMonFile rows, tagged with `kind`. A `--catalog` name ending in .jsonl
+ * (an old command line, kept working) means the .sqlite file beside it.
+ */
 function catalogRows(file: string): Record<string, unknown>[] {
-  return readFileSync(file, 'utf8')
-    .trim()
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const db = new Database(databaseFile(file), { readonly: true, fileMustExist: true });
+  try {
+    const stfs = db
+      .prepare(
+        `SELECT 'stf_file' AS kind, s.stf_filename, r.run_number, s.tf_count, s.file_size_bytes
+         FROM stf_files s LEFT JOIN runs r USING (run_id) ORDER BY s.rowid`,
+      )
+      .all() as Record<string, unknown>[];
+    const samples = db
+      .prepare(
+        `SELECT 'fastmon_file' AS kind, f.tf_file_id, f.tf_filename, s.stf_filename AS stf_file, f.tf_first,
+           f.tf_last, f.tf_count, f.metadata
+         FROM fastmon_files f JOIN stf_files s ON s.file_id = f.stf_file_id ORDER BY f.rowid`,
+      )
+      .all() as Record<string, unknown>[];
+    for (const row of samples) row.metadata = JSON.parse(String(row.metadata));
+    return [...stfs, ...samples];
+  } finally {
+    db.close();
+  }
 }
 
 async function until(

@@ -1,6 +1,6 @@
 // The client's catalog source: follows a local store, or replays an old JSON-lines catalog file.
 
-import { createReadStream, existsSync, openSync, readSync, closeSync, type ReadStream } from 'node:fs';
+import { closeSync, createReadStream, existsSync, openSync, type ReadStream, readSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
 import { FastmonError, messageOf } from '../../errors.js';
