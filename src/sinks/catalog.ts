@@ -1,5 +1,6 @@
 // The local catalog: swf-monitor's FastMonFile, StfFile and Run rows in the local store, when there is no swf-monitor.
 
+import { messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { RegisterResult } from '../store/ops.js';
 import type { Store } from '../store/store.js';
@@ -60,20 +61,33 @@ export class CatalogRegistrar implements Registrar {
     return { tfFileId: result.tfFileId, created: result.created };
   }
 
-  async ensureStf(stf: StfRecord): Promise<void> {
-    await this.store.write({
-      op: 'ensureStf',
-      stf: {
-        stf_filename: stf.stfFilename,
-        run_number: stf.runNumber,
-        file_size_bytes: stf.sizeBytes,
-        checksum: stf.checksum,
-        tf_count: stf.tfCount,
-        machine_state: stf.state ?? 'physics',
-        daq_substate: stf.substate,
-        metadata: JSON.stringify({ ...stf.metadata, substate: stf.substate }),
-      },
-    });
+  /**
+   * Queued, not awaited: the store commits in order, so the STF's row is committed with its first
+   * sample's or before it, and a sample resolves only once committed; a sample of an STF with no row
+   * gets one anyway (same run). That saves the scan one commit per STF. A failure is logged.
+   */
+  ensureStf(stf: StfRecord): Promise<void> {
+    this.store
+      .write({
+        op: 'ensureStf',
+        stf: {
+          stf_filename: stf.stfFilename,
+          run_number: stf.runNumber,
+          file_size_bytes: stf.sizeBytes,
+          checksum: stf.checksum,
+          tf_count: stf.tfCount,
+          machine_state: stf.state ?? 'physics',
+          daq_substate: stf.substate,
+          metadata: JSON.stringify({ ...stf.metadata, substate: stf.substate }),
+        },
+      })
+      .catch((err: unknown) => {
+        this.logger.error(
+          { code: (err as { code?: string }).code ?? 'CATALOG_WRITE_FAILED', stf: stf.stfFilename },
+          `StfFile row not written: ${messageOf(err)}`,
+        );
+      });
+    return Promise.resolve();
   }
 
   async close(): Promise<void> {

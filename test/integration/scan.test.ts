@@ -251,6 +251,60 @@ describe('a 100,000-file tree', () => {
   }, 600_000);
 });
 
+describe('swf-fastmon scan killed with SIGKILL', () => {
+  it('restarts without a sample lost or doubled: every one announced before the kill keeps its row and id', async () => {
+    const top = temp();
+    const tree = path.join(top, 'tree');
+    const names: string[] = [];
+    for (let d = 0; d < 4; d++) {
+      mkdirSync(path.join(tree, `d${d}`), { recursive: true });
+      for (let i = 0; i < 1000; i++) {
+        const name = `swf.107100.${String(d * 1000 + i).padStart(6, '0')}.stf`;
+        names.push(name);
+        writeFileSync(path.join(tree, `d${d}`, name), '{"run_id": 107100}');
+      }
+    }
+    const catalog = path.join(top, 'fastmon.sqlite');
+    const args = ['scan', '--recursive', '--tf-files-per-stf', '3', '--catalog', catalog, tree];
+    const announced = (stdout: string) =>
+      stdout
+        .split('\n')
+        .filter((l) => l.includes('"tf_file_registered"'))
+        .map((l) => JSON.parse(l) as { tf_filename: string; tf_file_id: string });
+    const first = start(args, {}, top);
+    await until(
+      () => announced(first.out.stdout).length >= 1500,
+      'samples announced before the kill',
+      () => first.out.stderr,
+      60_000,
+    );
+    first.proc.kill('SIGKILL');
+    await first.exited;
+    const beforeKill = announced(first.out.stdout);
+    const rowsAtKill = catalogRows(catalog).filter((r) => r.kind === 'fastmon_file').length;
+    expect(rowsAtKill).toBeLessThan(12_000);
+
+    const second = await runCli(args, {}, top);
+    expect(second.code, second.stderr.slice(-2000)).toBe(0);
+    expect(second.stdout).toMatch(/files: 4000 seen, \d+ sampled, .* \d+ handled before/);
+    const rows = catalogRows(catalog);
+    const samples = rows.filter((r) => r.kind === 'fastmon_file');
+    expect(samples).toHaveLength(12_000);
+    expect(new Set(samples.map((r) => r.tf_filename)).size).toBe(12_000);
+    const perStf = new Map<string, number>();
+    for (const r of samples) perStf.set(String(r.stf_file), (perStf.get(String(r.stf_file)) ?? 0) + 1);
+    expect([...perStf.keys()].sort()).toEqual(names.sort());
+    expect([...perStf.values()].every((n) => n === 3)).toBe(true);
+    const idOf = new Map(samples.map((r) => [r.tf_filename, r.tf_file_id]));
+    const changed = beforeKill.filter((n) => idOf.get(n.tf_filename) !== n.tf_file_id);
+    expect(changed).toEqual([]);
+    const db = new Database(catalog, { readonly: true });
+    expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+    expect(db.prepare('SELECT count(*) FROM ledger').pluck().get()).toBe(4000);
+    db.close();
+  }, 180_000);
+});
+
 describe('swf-fastmon watch', () => {
   it('picks up new STFs as they land, never a partial one, survives the directory being recreated, and does not reprocess after a restart', async () => {
     const top = temp();
