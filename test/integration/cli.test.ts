@@ -6,6 +6,11 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configMarkdown } from '../../src/cli/help.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { Ledger } from '../../src/scan/ledger.js';
+import { CatalogRegistrar } from '../../src/sinks/catalog.js';
+import { Outbox } from '../../src/sinks/outbox.js';
+import { Store } from '../../src/store/store.js';
 import { brokerAddress, TestPeer } from '../support/broker.js';
 import { ROOT, startCli } from '../support/cli.js';
 import { type MonitorDouble, startMonitorDouble } from '../support/monitor-double.js';
@@ -26,7 +31,7 @@ describe('swf-fastmon command line', () => {
   it('lists its subcommands', async () => {
     const { code, stdout } = await run(['--help']);
     expect(code).toBe(0);
-    for (const name of ['agent', 'scan', 'watch', 'gen', 'client'])
+    for (const name of ['agent', 'scan', 'watch', 'gen', 'client', 'catalog'])
       expect(stdout).toMatch(new RegExp(`^  ${name} `, 'm'));
     const unknown = await run(['frobnicate']);
     expect(unknown.code).toBe(2);
@@ -92,6 +97,55 @@ describe('swf-fastmon command line', () => {
     const again = await run([...args, '--catalog', catalog, '--http-port', '-1']);
     expect(again.code).toBe(0);
     expect(rowCount()).toBe(35);
+  });
+});
+
+describe('swf-fastmon catalog', () => {
+  it('shows rows per run, the newest samples, what the outbox holds and the ledger; a missing store is one line', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-cli-catalog-'));
+    const file = path.join(dir, 'fastmon.sqlite');
+    const store = await Store.acquire({ file });
+    const catalog = new CatalogRegistrar(store, silentLogger());
+    for (const n of [1, 2, 3]) {
+      await catalog.register({
+        stfFilename: 'swf.104001.000001.stf',
+        tfFilename: `swf.104001.000001_tf_00${n}.tf`,
+        tfFirst: n,
+        tfLast: n + 1,
+        tfCount: 2,
+        fileSizeBytes: 100,
+        checksum: null,
+        metadata: { run_id: '104001' },
+      });
+    }
+    const outbox = Outbox.open(store, { maxBytes: 1 << 20 });
+    await outbox.append({
+      record: { tfFilename: 'swf.104002.000001_tf_001.tf' },
+      runId: '104002',
+      executionId: null,
+    });
+    await new Ledger(store).record('/data/swf.104001.000001.stf', {
+      size: 1,
+      mtimeMs: 2,
+      outcome: 'sampled',
+    });
+    await store.release();
+
+    const shown = await run(['catalog', '--catalog', file, '--last', '2']);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toMatch(/^ {2}104001 +1 +3 +300 /m);
+    expect(shown.stdout).toContain('last 2 samples:');
+    expect(shown.stdout).toContain('swf.104001.000001_tf_003.tf');
+    expect(shown.stdout).not.toContain('swf.104001.000001_tf_001.tf');
+    expect(shown.stdout).toMatch(/outbox: 1 entries waiting for swf-monitor/);
+    expect(shown.stdout).toMatch(/^ {2}1 +\S+ +swf\.104002\.000001_tf_001\.tf$/m);
+    expect(shown.stdout).toContain('ledger: 1 sampled');
+
+    const missing = await run(['catalog', '--catalog', path.join(dir, 'nope.sqlite')]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr.trim().split('\n')).toEqual([
+      `swf-fastmon: CONFIG_INVALID: no local store at ${path.join(dir, 'nope.sqlite')} (agent.catalog, --catalog)`,
+    ]);
   });
 });
 
