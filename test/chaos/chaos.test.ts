@@ -115,7 +115,8 @@ describe('chaos: broker, monitor and agent failures during a stream of 2,000 stf
       FASTMON_BROADCAST: out,
       FASTMON_CLIENT_ID: `fastmon-chaos-agent-${randomUUID().slice(0, 6)}`,
       FASTMON_DURABLE_SUBSCRIPTION: 'fastmon',
-      FASTMON_OUTBOX: path.join(dir, 'outbox.jsonl'),
+      // The local store, outbox included, survives each kill of the agent.
+      FASTMON_CATALOG: path.join(dir, 'fastmon.sqlite'),
       FASTMON_MONITOR_RETRIES: '1',
       FASTMON_MONITOR_RETRY_DELAY_MS: '100',
       FASTMON_MONITOR_TIMEOUT_MS: '1000',

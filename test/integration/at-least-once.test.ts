@@ -44,7 +44,7 @@ async function agent(env: Record<string, string>): Promise<TestAgent> {
     env: {
       FASTMON_SUBSCRIPTION: topic,
       FASTMON_BROADCAST: `${topic}.out`,
-      FASTMON_OUTBOX: `/tmp/fastmon-outbox-${randomUUID()}.jsonl`,
+      FASTMON_CATALOG: `/tmp/fastmon-store-${randomUUID()}.sqlite`,
       ...env,
     },
   });

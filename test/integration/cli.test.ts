@@ -246,6 +246,7 @@ describe('supervisord stop signal', () => {
       SWF_API_TOKEN: double.token,
       FASTMON_SUBSCRIPTION: `/topic/fastmon.test.quit.${randomUUID().slice(0, 8)}`,
       FASTMON_HTTP_PORT: '-1',
+      FASTMON_CATALOG: path.join(mkdtempSync(path.join(tmpdir(), 'fastmon-cli-')), 'fastmon.sqlite'),
     };
     const { proc, out, exited } = startCli(['agent'], env);
     try {
@@ -276,6 +277,7 @@ describe('start-up without swf-monitor', () => {
       FASTMON_MONITOR_RETRIES: '0',
       FASTMON_MONITOR_RETRY_DELAY_MS: '20',
       FASTMON_HTTP_PORT: '-1',
+      FASTMON_CATALOG: path.join(mkdtempSync(path.join(tmpdir(), 'fastmon-cli-')), 'fastmon.sqlite'),
     };
     const { proc, out, exited } = startCli(['agent'], env);
     try {
