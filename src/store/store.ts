@@ -84,7 +84,9 @@ export class Store {
     const logger = options.logger ?? silentLogger();
     const data: WriterData = { file, legacy: options.legacy ?? {} };
     // A worker inherits the process's node options; --input-type (node -e scripts) would refuse a file.
-    const execArgv = process.execArgv.filter((arg) => !arg.startsWith('--input-type'));
+    // Passed only then: given explicitly, process-wide options (--expose-gc) would be refused.
+    const inputType = process.execArgv.some((arg) => arg.startsWith('--input-type'));
+    const execArgv = inputType ? process.execArgv.filter((arg) => !arg.startsWith('--input-type')) : undefined;
     const worker = new Worker(writerFile(), { workerData: data, execArgv });
     const ready = await new Promise<Extract<FromWriter, { type: 'ready' }>>((resolve, reject) => {
       worker.once('message', (message: FromWriter) => {
