@@ -86,7 +86,9 @@ export class Store {
     // A worker inherits the process's node options; --input-type (node -e scripts) would refuse a file.
     // Passed only then: given explicitly, process-wide options (--expose-gc) would be refused.
     const inputType = process.execArgv.some((arg) => arg.startsWith('--input-type'));
-    const execArgv = inputType ? process.execArgv.filter((arg) => !arg.startsWith('--input-type')) : undefined;
+    const execArgv = inputType
+      ? process.execArgv.filter((arg) => !arg.startsWith('--input-type'))
+      : undefined;
     const worker = new Worker(writerFile(), { workerData: data, execArgv });
     const ready = await new Promise<Extract<FromWriter, { type: 'ready' }>>((resolve, reject) => {
       worker.once('message', (message: FromWriter) => {
