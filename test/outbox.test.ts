@@ -163,7 +163,7 @@ describe('outbox under kill -9', () => {
     const [storeUrl, outboxUrl, file, round] = process.argv.slice(1);
     const { Store } = await import(storeUrl);
     const { Outbox } = await import(outboxUrl);
-    const outbox = Outbox.open(await Store.acquire({ file }), { maxBytes: 1 << 30 });
+    const outbox = await Outbox.open(file, { maxBytes: 1 << 30 });
     let next = 0;
     const lane = async () => {
       for (;;) {

@@ -209,7 +209,7 @@ describe('existing users keep their data: old files are imported once, then left
     expect(options.file).toBe(path.join(dir, 'fastmon.sqlite'));
     const store = await Store.acquire(options);
     const ledger = new Ledger(store);
-    const outbox = Outbox.open(store, { maxBytes: 1 << 20 });
+    const outbox = await Outbox.open(store, { maxBytes: 1 << 20 });
     expect(ledger.get('/data/swf.100001.000001.stf')).toEqual({
       size: 1048576,
       mtimeMs: 1712345678901.1235,
@@ -252,7 +252,7 @@ describe('existing users keep their data: old files are imported once, then left
     // Once only: a second start imports nothing, even with the entries replayed and the files still there.
     const again = captureLogs();
     const reopened = await Store.acquire(storeOptions(config, again.logger));
-    const box = Outbox.open(reopened, { maxBytes: 1 << 20 });
+    const box = await Outbox.open(reopened, { maxBytes: 1 << 20 });
     for (const { seq } of [...box.pending()]) await box.complete(seq);
     await reopened.release();
     const third = await Store.acquire(storeOptions(config, again.logger));

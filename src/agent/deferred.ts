@@ -40,7 +40,7 @@ export class DeferredSamples {
 
   static async open(deps: DeferredDeps): Promise<DeferredSamples> {
     const { config, logger, metrics } = deps;
-    const outbox = Outbox.open(deps.store, { maxBytes: config.agent.outboxMaxBytes, logger });
+    const outbox = await Outbox.open(deps.store, { maxBytes: config.agent.outboxMaxBytes, logger });
     const update = () => {
       metrics.outboxDepth.set(outbox.depth);
       metrics.outboxBytes.set(outbox.bytes);

@@ -3,7 +3,7 @@
 import { FastmonError } from '../errors.js';
 import { type Logger, silentLogger } from '../log/logger.js';
 import type { OutboxAddResult, OutboxRemoveResult } from '../store/ops.js';
-import type { Store } from '../store/store.js';
+import { Store } from '../store/store.js';
 
 export interface OutboxOptions {
   /** Appends are refused (OUTBOX_FULL) while the entries' payloads hold more than this many bytes. */
@@ -42,7 +42,11 @@ export class Outbox {
     this.page = store.reader.prepare('SELECT seq, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?');
   }
 
-  static open(store: Store, options: OutboxOptions & { owned?: boolean }): Outbox {
+  /**
+   * The outbox of a store, or (a path) of the store in that file, opened here and closed by close().
+   * `owned` makes close() release a store given as such.
+   */
+  static async open(where: Store | string, options: OutboxOptions & { owned?: boolean }): Promise<Outbox> {
     const { maxBytes, logger = silentLogger() } = options;
     if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) {
       throw new FastmonError(
@@ -50,7 +54,8 @@ export class Outbox {
         `outbox option maxBytes must be a positive integer, got ${maxBytes}`,
       );
     }
-    const outbox = new Outbox(store, maxBytes, logger, options.owned ?? false);
+    const store = typeof where === 'string' ? await Store.acquire({ file: where, logger }) : where;
+    const outbox = new Outbox(store, maxBytes, logger, typeof where === 'string' || (options.owned ?? false));
     outbox.checkLimit();
     return outbox;
   }

@@ -118,7 +118,7 @@ describe('swf-fastmon catalog', () => {
         metadata: { run_id: '104001' },
       });
     }
-    const outbox = Outbox.open(store, { maxBytes: 1 << 20 });
+    const outbox = await Outbox.open(store, { maxBytes: 1 << 20 });
     await outbox.append({
       record: { tfFilename: 'swf.104002.000001_tf_001.tf' },
       runId: '104002',
