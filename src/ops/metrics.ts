@@ -62,7 +62,7 @@ export function createMetrics() {
     }),
     outboxBytes: new Gauge({
       name: 'fastmon_outbox_bytes',
-      help: 'Size of the outbox file.',
+      help: 'Bytes of the JSON payloads waiting in the outbox (a table of the local store).',
       registers,
     }),
     broadcasts: new Counter({
