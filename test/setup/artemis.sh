@@ -14,7 +14,8 @@
 #   61714  STOMP over TLS (test CA below), no prefix stripping
 #   61715  STOMP with anycastPrefix=/queue/;multicastPrefix=/topic/: `/topic/epictopic` is address `epictopic`
 #   61716  the core `artemis` acceptor (CLI, all protocols); moved off 61616, which Classic's OpenWire uses
-# Differences from a plain `artemis create`: the ports above, no AMQP/MQTT/HornetQ acceptors (Classic
+# Differences from a plain `artemis create`: a second, test-only account `fastmon-test` (password
+# `admin-broker-password`, role amq) so that tests can look for a distinctive password in logs; the ports above, no AMQP/MQTT/HornetQ acceptors (Classic
 # may use 5672/1883), no web console (saves memory; 8161 is Classic's console port too), NIO journal,
 # heap 1 GB. Everything else is as `artemis create` writes it (max-delivery-attempts 10, DLQ,
 # ExpiryQueue, auto-create of addresses and queues): the agent must work against a default broker.
@@ -36,6 +37,9 @@ LOG=$INSTANCE/log/artemis.log
 CONSOLE_LOG=$INSTANCE/log/console.log
 USER_NAME=admin
 USER_PASS=admin
+# The test-only account (see above): the tests log in with it to prove the password never shows.
+TEST_USER=fastmon-test
+TEST_PASS=admin-broker-password
 WAIT_SECONDS=${FASTMON_ARTEMIS_WAIT_SECONDS:-120}
 # The testbed's addresses (its broker: `epicqueue` anycast, `epictopic` multicast, the PanDA ones).
 ADDRESSES=(epictopic:multicast epicqueue:anycast workflow_control:anycast panda.transformer.slices:anycast
@@ -198,6 +202,20 @@ configure_xml() {
   CHANGED=1
 }
 
+# The test-only account, in the properties files `artemis create` wrote (plain-text passwords are allowed).
+ensure_test_user() {
+  local users=$ETC/artemis-users.properties roles=$ETC/artemis-roles.properties
+  if ! grep -q "^$TEST_USER = " "$users"; then
+    [[ -z $(tail -c 1 "$users") ]] || echo >>"$users" # `artemis create` ends the file without a newline
+    printf '%s = %s\n' "$TEST_USER" "$TEST_PASS" >>"$users"
+    CHANGED=1
+  fi
+  if ! grep -q "^amq = .*\b$TEST_USER\b" "$roles"; then
+    sed -i "s/^amq = \(.*\)$/amq = \1,$TEST_USER/" "$roles"
+    CHANGED=1
+  fi
+}
+
 start_broker() {
   mkdir -p "$INSTANCE/log"
   [[ -f $CONSOLE_LOG && $(stat -c %s "$CONSOLE_LOG") -gt 10000000 ]] && mv -f "$CONSOLE_LOG" "$CONSOLE_LOG.1"
@@ -284,6 +302,7 @@ case $cmd in
     install_distribution
     create_instance
     ensure_tls_material
+    ensure_test_user
     configure_xml
     if [[ -n $(broker_pids) ]]; then
       if [[ $cmd == start && $CHANGED == 0 ]]; then
