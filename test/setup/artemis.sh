@@ -41,7 +41,8 @@ USER_PASS=admin
 TEST_USER=fastmon-test
 TEST_PASS=admin-broker-password
 WAIT_SECONDS=${FASTMON_ARTEMIS_WAIT_SECONDS:-120}
-# The testbed's addresses (its broker: `epicqueue` anycast, `epictopic` multicast, the PanDA ones).
+# The testbed's addresses (its broker: `epicqueue` anycast, `epictopic` multicast, the PanDA ones),
+# written when the instance is created: after a change, stop, delete $INSTANCE, start.
 ADDRESSES=(epictopic:multicast epicqueue:anycast workflow_control:anycast panda.transformer.slices:anycast
   panda.transformer.slices.monitor:multicast panda.results:multicast panda.transformer:multicast
   tf.slices:multicast panda.harvester:multicast)
@@ -122,13 +123,11 @@ install_distribution() {
 create_instance() {
   [[ -f $XML ]] && return
   say "creating the broker instance $INSTANCE ..."
-  local -a addrs=() a
-  for a in "${ADDRESSES[@]}"; do addrs+=("$a"); done
   JAVA_HOME=$(dirname "$(dirname "$(readlink -f "$JAVA")")") "$HOME_DIR/bin/artemis" create "$INSTANCE" \
     --silent --user "$USER_NAME" --password "$USER_PASS" --require-login \
     --host "$STOMP_HOST" --default-port "$CORE_PORT" --nio --no-web --java-memory 1G \
     --no-amqp-acceptor --no-mqtt-acceptor --no-hornetq-acceptor --no-stomp-acceptor \
-    --addresses "$(IFS=,; echo "${addrs[*]}")" </dev/null >"$INSTANCE.create.log" 2>&1 ||
+    --addresses "$(IFS=,; echo "${ADDRESSES[*]}")" </dev/null >"$INSTANCE.create.log" 2>&1 ||
     { cat "$INSTANCE.create.log" >&2; die 'artemis create failed'; }
   [[ -f $XML ]] || die "artemis create wrote no $XML"
   # A smaller initial heap than the 512 MB `artemis create` sets: the test machine runs many processes.
@@ -163,10 +162,11 @@ ensure_tls_material() {
   CHANGED=1
 }
 
-# (Re)writes the fastmon-test blocks of broker.xml (acceptors, addresses) when they differ.
+# (Re)writes the fastmon-test block of broker.xml (the acceptors) when it differs. The addresses are
+# written by `artemis create --addresses` (a script of an older version added them again here: removed).
 configure_xml() {
   # The parameters of the STOMP acceptor `artemis create` writes, on loopback and our ports.
-  local params='tcpSendBufferSize=1048576;tcpReceiveBufferSize=1048576;protocols=STOMP;useEpoll=true' tls=0 desired a
+  local params='tcpSendBufferSize=1048576;tcpReceiveBufferSize=1048576;protocols=STOMP;useEpoll=true' tls=0 desired
   [[ -s $TLS_KEYSTORE ]] && tls=1
   FM_ACC="         $MARK_BEGIN
          <!-- STOMP as \`artemis create\` writes it (no prefix stripping: /topic/x is address \"/topic/x\") -->
@@ -177,28 +177,19 @@ configure_xml() {
          <acceptor name=\"stomp-tls\">tcp://$STOMP_HOST:$STOMP_TLS_PORT?$params;sslEnabled=true;keyStorePath=$TLS_KEYSTORE;keyStorePassword=$TLS_PASS;keyStoreType=PKCS12</acceptor>"
   FM_ACC+="
          $MARK_END"
-  FM_ADDR="         $MARK_BEGIN"
-  for a in "${ADDRESSES[@]}"; do
-    [[ ${a%%:*} == epictopic || ${a%%:*} == epicqueue ]] && continue # written by `artemis create --addresses`
-    FM_ADDR+="
-         <address name=\"${a%%:*}\"><${a##*:}/></address>"
-  done
-  FM_ADDR+="
-         $MARK_END"
-  export FM_ACC FM_ADDR FM_BEGIN=$MARK_BEGIN FM_END=$MARK_END
+  export FM_ACC FM_BEGIN=$MARK_BEGIN FM_END=$MARK_END
   desired=$(awk '
     index($0, ENVIRON["FM_BEGIN"]) { skip = 1; next }
     skip && index($0, ENVIRON["FM_END"]) { skip = 0; next }
     skip { next }
     /<\/acceptors>/ { print ENVIRON["FM_ACC"]; print; next }
-    /<\/addresses>/ { print ENVIRON["FM_ADDR"]; print; next }
     { print }' "$XML")
   [[ $desired == *"tcp://$STOMP_HOST:$STOMP_PORT?"* ]] || die "no </acceptors> element found in $XML"
   [[ $desired == "$(cat "$XML")" ]] && return 0
   [[ -f $XML.fastmon-orig ]] || cp -p "$XML" "$XML.fastmon-orig"
   printf '%s\n' "$desired" >"$XML.fastmon-tmp"
   mv "$XML.fastmon-tmp" "$XML"
-  say "wrote the STOMP acceptors and addresses into $XML (original kept as $XML.fastmon-orig)"
+  say "wrote the STOMP acceptors into $XML (original kept as $XML.fastmon-orig)"
   CHANGED=1
 }
 
