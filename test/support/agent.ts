@@ -40,6 +40,9 @@ export async function startTestAgent(options: TestAgentOptions = {}): Promise<Te
     // Each test agent its own local store (the outbox lives there); FASTMON_OUTBOX names only an old file to import.
     FASTMON_CATALOG: path.join(tmpdir(), `fastmon-test-store-${randomUUID()}.sqlite`),
     FASTMON_OUTBOX: path.join(tmpdir(), `fastmon-test-outbox-${randomUUID()}.jsonl`),
+    // A test-only account of the Artemis test broker (Classic's accepts any login): a distinctive
+    // password, so that the secret scan can tell it never reached a log.
+    ACTIVEMQ_USER: 'fastmon-test',
     ACTIVEMQ_PASSWORD: 'admin-broker-password',
     ...(options.broker === false ? {} : brokerEnv()),
     ...(options.monitor
