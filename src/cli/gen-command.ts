@@ -1,5 +1,6 @@
 // `swf-fastmon gen`: writes a synthetic run of binary STFs, optionally acting as the testbed's DAQ and data agent.
 
+import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import path from 'node:path';
@@ -213,6 +214,7 @@ async function connect(
       namespace: config.agent.namespace || null,
     }),
     monitor,
+    execution: { version: packageVersion(), namespace: config.agent.namespace || null, executedBy: user },
     runConditions: {
       created_by: 'swf-fastmon gen',
       seed: p.seed,
@@ -222,6 +224,13 @@ async function connect(
     logger,
   });
   return { role, close };
+}
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
 }
 
 /** Waits until `at` (a performance.now() time): a schedule, so slow writes do not add up to drift. */
@@ -331,7 +340,7 @@ function summary(
     parts.push(`published ${files} stf_ready with the run lifecycle`);
     if (r.runCreated || r.stfCreated || r.stfExisting) {
       parts.push(
-        `swf-monitor: run ${r.runCreated ? 'created' : 'existed'}, ${r.stfCreated} StfFiles new, ${r.stfExisting} already there`,
+        `swf-monitor: execution ${r.executionCreated ? 'created' : 'existed'}, run ${r.runCreated ? 'created' : 'existed'}, ${r.stfCreated} StfFiles new, ${r.stfExisting} already there`,
       );
     }
   }

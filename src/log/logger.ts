@@ -2,6 +2,7 @@
 
 import { type DestinationStream, type Logger, pino } from 'pino';
 import pretty from 'pino-pretty';
+import type { MonitorLogShipper } from './monitor-logs.js';
 import { redactText, redactValue } from './redact.js';
 
 export type { Logger } from 'pino';
@@ -13,6 +14,8 @@ export interface LoggerOptions {
   /** Pretty-print; default: when stderr is a TTY. */
   pretty?: boolean;
   name?: string;
+  /** Also hand records at or above `level` to swf-monitor's AppLog table (src/log/monitor-logs.ts). */
+  ship?: { shipper: MonitorLogShipper; level: string };
 }
 
 export function createLogger(options: LoggerOptions): Logger {
@@ -22,7 +25,13 @@ export function createLogger(options: LoggerOptions): Logger {
     (usePretty
       ? pretty({ destination: 2, sync: true, colorize: true, translateTime: 'SYS:HH:MM:ss.l' })
       : pino.destination({ fd: 2, sync: true }));
-  return pino(
+  const local = options.ship
+    ? pino.multistream([
+        { level: options.level as pino.Level, stream: destination },
+        { level: options.ship.level as pino.Level, stream: options.ship.shipper },
+      ])
+    : destination;
+  const logger = pino(
     {
       level: options.level,
       name: options.name ?? 'swf-fastmon',
@@ -41,8 +50,10 @@ export function createLogger(options: LoggerOptions): Logger {
         },
       },
     },
-    destination,
+    local,
   );
+  options.ship?.shipper.reportTo((message) => logger.warn({ code: 'MONITOR_LOGS_REFUSED' }, message));
+  return logger;
 }
 
 function serializeError(err: unknown): unknown {
