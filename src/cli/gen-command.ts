@@ -204,6 +204,7 @@ async function connect(
   }
   const destination = settings.destination ?? b.subscription;
   const p = settings.plan;
+  const version = packageVersion();
   const role = new DaqRole({
     run: p.run,
     state: p.state,
@@ -214,7 +215,7 @@ async function connect(
       namespace: config.agent.namespace || null,
     }),
     monitor,
-    execution: { version: packageVersion(), namespace: config.agent.namespace || null, executedBy: user },
+    execution: { version, namespace: config.agent.namespace || null, executedBy: user },
     runConditions: {
       created_by: 'swf-fastmon gen',
       seed: p.seed,
@@ -226,11 +227,20 @@ async function connect(
   return { role, close };
 }
 
+/** The package version, from dist/src/cli/ (built) or src/cli/ (tests run the sources). */
 function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
+  for (const up of ['../../../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === 'swf-fastmon' && pkg.version) return pkg.version;
+    } catch {
+      // not this level
+    }
+  }
+  return '0';
 }
 
 /** Waits until `at` (a performance.now() time): a schedule, so slow writes do not add up to drift. */
