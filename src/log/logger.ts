@@ -25,12 +25,7 @@ export function createLogger(options: LoggerOptions): Logger {
     (usePretty
       ? pretty({ destination: 2, sync: true, colorize: true, translateTime: 'SYS:HH:MM:ss.l' })
       : pino.destination({ fd: 2, sync: true }));
-  const local = options.ship
-    ? pino.multistream([
-        { level: options.level as pino.Level, stream: destination },
-        { level: options.ship.level as pino.Level, stream: options.ship.shipper },
-      ])
-    : destination;
+  const local = options.ship ? tee(destination, options.ship.shipper, options.ship.level) : destination;
   const logger = pino(
     {
       level: options.level,
@@ -54,6 +49,26 @@ export function createLogger(options: LoggerOptions): Logger {
   );
   options.ship?.shipper.reportTo((message) => logger.warn({ code: 'MONITOR_LOGS_REFUSED' }, message));
   return logger;
+}
+
+/** pino's level labels in order; records at or above the shipping level also go to the shipper. */
+const LABELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+
+/**
+ * The local destination, and the AppLog shipper for records at or above `level`. Our lines start
+ * with `{"level":"<label>"` (formatters.level below), so the level is read without parsing; this
+ * costs less than pino.multistream (BENCHMARKS.md, micro row "log call with AppLog shipping").
+ */
+function tee(destination: DestinationStream, shipper: MonitorLogShipper, level: string): DestinationStream {
+  const shipped = new Set(LABELS.slice(Math.max(0, LABELS.indexOf(level))));
+  const prefix = '{"level":"';
+  return {
+    write(line: string) {
+      destination.write(line);
+      const end = line.indexOf('"', prefix.length);
+      if (line.startsWith(prefix) && shipped.has(line.slice(prefix.length, end))) shipper.write(line);
+    },
+  };
 }
 
 function serializeError(err: unknown): unknown {
