@@ -46,7 +46,7 @@ export interface Registrations {
 }
 
 /**
- * Follows the testbed's order (ecosystem §5.2, §1.6): the WorkflowExecution row exists before any
+ * Follows the testbed's order (docs/gen.md): the WorkflowExecution row exists before any
  * lifecycle message (src/gen/execution.ts), the Run row before run_imminent,
  * each StfFile row before its stf_ready, and the Run's end_time is set after end_run, as the
  * example data agent does. Every write is idempotent, so running the same command twice adds

@@ -42,7 +42,7 @@ function stfName(seq: number): string {
   return `swf.${RUN}.${String(seq).padStart(6, '0')}.stf`;
 }
 
-/** The example data agent's stf_ready: no tf_count, size, checksum or URL (contract §1.6). */
+/** The example data agent's stf_ready: no tf_count, size, checksum or URL. */
 function stfReady(seq: number, extra: Record<string, unknown> = {}) {
   const base = { msg_type: 'stf_ready', namespace, filename: stfName(seq), run_id: RUN, file_url: null };
   return {

@@ -694,7 +694,7 @@ class Tables {
   nextAgentId = () => this.sequences.agentId++;
   nextExecutionSequence = () => this.sequences.executionSequence++;
 
-  // AppLog (§3.7): ModelViewSet, AllowAny, one record per POST.
+  // AppLog: ModelViewSet, AllowAny, one record per POST (docs/interop.md).
 
   saveAppLog(body: Body): Outcome<AppLogRow> {
     const { values, errors } = readFields(APPLOG_FIELDS, body, 'create');
@@ -707,7 +707,7 @@ class Tables {
     return { row };
   }
 
-  // Workflow definitions and executions (§3.9), as the workflow runner writes them.
+  // Workflow definitions and executions, as the workflow runner writes them.
 
   definitionByPk = (pk: string) => this.workflowDefinitions.find((row) => String(row.id) === pk);
 
