@@ -311,14 +311,14 @@ export class Agent {
   }
 
   /**
-   * handleMessage's body. With `holdCounts`, an stf_ready's counts wait for commitStf(), so that a
-   * delivery retried inside the agent counts once (deliver()).
+   * handleMessage's body. `retryable`: deliver() may handle the message again; it then takes the
+   * superseded attempt's counts back, so that the delivery counts once.
    */
   private async handle(
     body: string,
     messageId: string,
     attempt: number,
-    holdCounts: boolean,
+    retryable: boolean,
   ): Promise<{ verdict: Verdict; stf?: StfResult }> {
     const { logger, metrics, config } = this;
     const bytes = Buffer.byteLength(body, 'utf8');
@@ -348,7 +348,7 @@ export class Agent {
     }
     if ('ignored' in message) return { verdict: 'ack' };
     if (message.msgType === 'stf_ready') {
-      const result = await this.requireScheduler().submit(message, messageId, { holdCounts });
+      const result = await this.requireScheduler().submit(message, messageId, { retryable });
       this.heartbeats?.changed();
       return { verdict: verdictOf(result, attempt), stf: result };
     }
@@ -360,12 +360,6 @@ export class Agent {
       this.lifecycleWork.delete(work);
     }
     return { verdict: 'ack' };
-  }
-
-  /** Counts a settled delivery; a late STF gets its run a follow-up status. */
-  private commitStf(result: StfResult): void {
-    this.requireScheduler().commit(result);
-    if (result.late) this.followUp(result);
   }
 
   private followUp(result: StfResult): void {
@@ -541,19 +535,30 @@ export class Agent {
     if (this.stopping) return;
     // Counts are per delivery: the last attempt's outcome is what this delivery counts as.
     let last: StfResult | undefined;
+    let late = false;
     try {
       await this.deliverAttempts(message, (stf) => {
         last = stf;
+        late ||= stf.late === true; // only the first attempt sees a late STF as new
       });
     } finally {
-      if (last) this.commitStf(last);
+      if (last) {
+        this.requireScheduler().settled(last);
+        if (late) this.followUp(last);
+      }
     }
   }
 
   private async deliverAttempts(message: InboundMessage, attempted: (stf: StfResult) => void): Promise<void> {
+    let previous: StfResult | undefined;
     for (let attempt = 0; ; attempt++) {
+      // The retry's outcome replaces the previous attempt's in the counts.
+      if (previous) this.requireScheduler().revert(previous);
       const { verdict, stf } = await this.handle(message.body, message.messageId, attempt, true);
-      if (stf) attempted(stf);
+      if (stf) {
+        attempted(stf);
+        previous = stf;
+      }
       if (verdict === 'ack') {
         message.ack();
         return;

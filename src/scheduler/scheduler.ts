@@ -35,7 +35,7 @@ export interface StfResult {
   error?: ErrorInfo;
   /** A new STF of a run whose final fastmon_status was already sent. */
   late?: boolean;
-  /** What this handling adds to the counts; committed with commit() when held. */
+  /** What this handling added to the counts (revert() takes it back when a retry supersedes it). */
   tally?: Tally;
 }
 
@@ -43,10 +43,11 @@ export interface SubmitOptions {
   /** Register the Run and StfFile first: the STF was found on disk, not announced by a data agent. */
   registerStf?: boolean;
   /**
-   * Hold the counts: the caller commits them with commit() once the broker delivery is settled, so
-   * that retries inside the agent count as attempts, not as STFs received.
+   * The caller may retry this delivery: it takes a superseded attempt's counts back with revert()
+   * and counts the delivery's outcome metric with settled(), so that retries inside the agent count
+   * as attempts, not as STFs received.
    */
-  holdCounts?: boolean;
+  retryable?: boolean;
 }
 
 type SampleOutcome =
@@ -174,30 +175,44 @@ export class Scheduler {
         reason: messageOf(err),
       };
     });
+    // Counted before the promise settles: whoever waits for the run (settleRun) sees the counts.
     const promise = handled.then((result) => {
       result.tally = tally;
-      if (!options.holdCounts) this.commit(result);
+      this.apply(tally, result.runId, 1);
+      if (!options.retryable) this.settled(result);
       return result;
     });
     this.track(promise, stf.runId);
     return promise;
   }
 
-  /** Adds a handled STF's tally to the run's counts, the totals and the metrics; once. */
-  commit(result: StfResult): void {
+  /** Takes back the counts of an attempt a retry supersedes (the retry counts instead). */
+  revert(result: StfResult): void {
     const tally = result.tally;
-    if (!tally || tally.committed) return;
-    tally.committed = true;
-    const run = result.runId ? this.deps.runs.get(result.runId) : undefined;
+    if (!tally || tally.reverted) return;
+    tally.reverted = true;
+    this.apply(tally, result.runId, -1);
+  }
+
+  /** The delivery is settled with this attempt: its outcome goes to fastmon_stfs_total. */
+  settled(result: StfResult): void {
+    const outcome = result.tally?.outcome;
+    if (outcome && !result.tally?.reverted) this.deps.metrics.stfs.inc({ outcome });
+  }
+
+  private apply(tally: Tally, runId: string | null, sign: 1 | -1): void {
+    const run = runId ? this.deps.runs.get(runId) : undefined;
     for (const [field, n] of Object.entries(tally.counts) as [keyof RunCounts, number][]) {
-      this.totals[field] += n;
-      if (run) run.counts[field] += n;
+      this.totals[field] += sign * n;
+      if (run) run.counts[field] += sign * n;
     }
-    if (run) {
-      for (const [code, n] of Object.entries(tally.errors)) run.errors[code] = (run.errors[code] ?? 0) + n;
-      for (const b of tally.buckets) run.sizeHistogram[b] = (run.sizeHistogram[b] ?? 0) + 1;
+    if (!run) return;
+    for (const [code, n] of Object.entries(tally.errors)) {
+      const left = (run.errors[code] ?? 0) + sign * n;
+      if (left > 0) run.errors[code] = left;
+      else delete run.errors[code];
     }
-    if (tally.outcome) this.deps.metrics.stfs.inc({ outcome: tally.outcome });
+    for (const b of tally.buckets) run.sizeHistogram[b] = (run.sizeHistogram[b] ?? 0) + sign;
   }
 
   /** Resolves when every STF of the run accepted so far is handled (for end_run). */
@@ -247,7 +262,7 @@ export class Scheduler {
   ): Promise<StfResult> {
     const { runs, metrics, logger } = this.deps;
     const run = stf.runId ? runs.getOrCreate(stf.runId, stf.executionId, stf.namespace) : null;
-    // Attempts count at once (a retry is visible while it happens); the rest waits for commit().
+    // Attempts count at once and are never taken back; the rest is in the tally.
     this.totals.stfAttempts++;
     if (run) run.counts.stfAttempts++;
     metrics.stfAttempts.inc();
@@ -264,7 +279,9 @@ export class Scheduler {
     }
     const late = run !== null && runs.noteStf(run, baseName(stf.filename)) && run.finalSent;
     if (late && run) {
-      tally.add('stfsLate');
+      // Like attempts, counted once and never taken back: only the first attempt sees the STF as new.
+      this.totals.stfsLate++;
+      run.counts.stfsLate++;
       metrics.stfsLate.inc();
       log.warn(
         { code: 'STF_AFTER_RUN_END', expected: run.expectedStfs, seen: run.stfsSeen },

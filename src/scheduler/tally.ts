@@ -1,4 +1,4 @@
-// What one handling of an stf_ready adds to the run's counts, held until the broker delivery is settled.
+// What one handling of an stf_ready adds to the run's counts; a retry of the same delivery takes it back.
 
 import type { RunCounts } from '../messaging/codec.js';
 
@@ -6,8 +6,8 @@ export type Outcome = 'sampled' | 'skipped' | 'failed' | 'duplicate' | 'no_file'
 
 /**
  * Counts are per broker delivery (README): an stf_ready retried five times inside the agent is one
- * STF received, with the outcome of its last attempt. Each attempt fills a tally; the agent commits
- * the tally of the attempt that settled the delivery and drops the others.
+ * STF received, with the outcome of its last attempt. Each attempt fills a tally, added to the run's
+ * counts when the attempt ends; a retry takes the previous attempt's tally back before it starts.
  */
 export class Tally {
   readonly counts: Partial<Record<keyof RunCounts, number>> = {};
@@ -15,7 +15,7 @@ export class Tally {
   /** Sample-size histogram buckets of the samples registered. */
   readonly buckets: number[] = [];
   outcome: Outcome | null = null;
-  committed = false;
+  reverted = false;
 
   add(field: keyof RunCounts, n = 1): void {
     this.counts[field] = (this.counts[field] ?? 0) + n;
