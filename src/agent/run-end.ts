@@ -31,11 +31,23 @@ export interface RunEndDeps {
  */
 export class RunEnds {
   private readonly abort = new AbortController();
+  /** Runs in their grace: a repeated end_run (a redelivery) does not end a run twice. */
+  private readonly ending = new Set<string>();
 
   constructor(private readonly deps: RunEndDeps) {}
 
   /** Ends a run: waits (bounded), publishes the final summary and status, marks the run final. */
   async close(run: RunInfo): Promise<void> {
+    if (this.ending.has(run.runId)) return;
+    this.ending.add(run.runId);
+    try {
+      await this.closeOnce(run);
+    } finally {
+      this.ending.delete(run.runId);
+    }
+  }
+
+  private async closeOnce(run: RunInfo): Promise<void> {
     const log = this.deps.logger.child({ run: run.runId });
     const graceExpired = await this.waitForAnnounced(run);
     const closing = this.closing(run, graceExpired, false);

@@ -121,6 +121,7 @@ describe('run totals when end_run overtakes the last stf_ready (the testbed runn
     await startRun();
     await peer.publish(topic, stfReady(1));
     await peer.publish(topic, lifecycle('end_run', { total_stf_files: 3 }));
+    await peer.publish(topic, lifecycle('end_run', { total_stf_files: 3 })); // redelivered: one ending only
     await seen.waitFor((c) => c.bodies('fastmon_status').length === 1, 20_000, 'the final fastmon_status');
     expect(seen.bodies('fastmon_status')[0]).toMatchObject({
       stfs_received: 1,
