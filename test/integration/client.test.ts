@@ -1,5 +1,5 @@
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -7,7 +7,7 @@ import { silentLogger } from '../../src/log/logger.js';
 import { CatalogRegistrar } from '../../src/sinks/catalog.js';
 import { Store } from '../../src/store/store.js';
 import { brokerAddress, TestPeer, uniqueTopic } from '../support/broker.js';
-import { startCli } from '../support/cli.js';
+import { CLI, startCli } from '../support/cli.js';
 import { startSseServer } from '../support/sse-server.js';
 
 const children: ChildProcess[] = [];
@@ -108,12 +108,60 @@ describe('swf-fastmon client', () => {
     c.proc.kill('SIGTERM');
     expect(await c.exited).toBe(0);
     await peer.close();
+    // stdout carries JSON only, to the end: the summary is the last JSON line.
     const json = c.out.stdout
       .split('\n')
-      .filter((l) => l.startsWith('{'))
+      .filter((l) => l !== '')
       .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const summary = json.pop();
     expect(json.length).toBeGreaterThan(0);
     expect(json.every((m) => m.run_id === '111002')).toBe(true);
+    expect(summary).toMatchObject({ msg_type: 'fastmon_client_summary', tf_samples: json.length });
+  });
+
+  it("pipes into jq to the end with --json (the README's `client … --json | jq .`)", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-client-jq-'));
+    // A catalog in the old JSON-lines format is replayed once and ends (a local store is followed until Ctrl+C).
+    const file = path.join(dir, 'catalog.jsonl');
+    const rows = [1, 2, 3].map((i) =>
+      JSON.stringify({
+        kind: 'fastmon_file',
+        tf_file_id: `00000000-0000-4000-8000-00000000000${i}`,
+        stf_file: 'swf.111006.000001.stf',
+        tf_filename: `swf.111006.000001_tf_00${i}.tf`,
+        file_size_bytes: 1000,
+        checksum: null,
+        status: 'registered',
+        metadata: { run_id: '111006' },
+        tf_first: i,
+        tf_last: i,
+        tf_count: 1,
+        created_at: '2026-07-01T12:00:00.000Z',
+      }),
+    );
+    writeFileSync(file, `${rows.join('\n')}\n`);
+    const shell = spawn(
+      'bash',
+      [
+        '-c',
+        `"${process.execPath}" "${CLI}" client --catalog "${file}" --json | jq -c .; exit "\${PIPESTATUS[1]}"`,
+      ],
+      { env: { PATH: process.env.PATH ?? '' } },
+    );
+    let out = '';
+    shell.stdout.on('data', (d) => {
+      out += d;
+    });
+    const code = await new Promise<number | null>((resolve) => shell.on('close', resolve));
+    expect(code).toBe(0); // jq fails (exit 5) on the first line that is not JSON
+    const lines = out.trim().split('\n');
+    expect(lines).toHaveLength(4);
+    expect(JSON.parse(lines[3] as string)).toMatchObject({
+      msg_type: 'fastmon_client_summary',
+      tf_samples: 3,
+      bytes: 3000,
+      runs: [{ run_id: '111006', tf_samples: 3 }],
+    });
   });
 
   it('follows a local store: the rows there, then rows committed while it runs; Ctrl+C prints the summary', async () => {
