@@ -11,6 +11,8 @@ import {
   decodeMessage,
   fastmonStatus,
   type Incoming,
+  isLifecycle,
+  isOwnBroadcast,
   OWN_TYPES,
   type RunCounts,
   type RunLifecycle,
@@ -18,6 +20,7 @@ import {
   type StfReady,
 } from '../messaging/codec.js';
 import { type InboundMessage, StompConnection } from '../messaging/stomp.js';
+import { planSubscriptions, type Role } from '../messaging/subscriptions.js';
 import { MonitorClient } from '../monitor/client.js';
 import { MonitorHttp } from '../monitor/http.js';
 import { type OpsServer, startOpsServer } from '../ops/http.js';
@@ -279,9 +282,12 @@ export class Agent {
    * One message body from any source. Resolves when the message is fully handled (for an
    * stf_ready: sampled, registered and broadcast); never rejects: bad input is logged and counted.
    */
-  async handleMessage(body: string, messageId = '', attempt = 0): Promise<Verdict> {
+  async handleMessage(body: string, messageId = '', attempt = 0, role: Role = 'all'): Promise<Verdict> {
     const { logger, metrics, config } = this;
     const bytes = Buffer.byteLength(body, 'utf8');
+    // The lifecycle subscription beside a shared queue sees every message the queue sees: the
+    // queue's consumer refuses the bad ones, and takes the stf_ready.
+    if (role === 'lifecycle' && bytes > config.agent.maxMessageBytes) return 'ack';
     if (bytes > config.agent.maxMessageBytes) {
       const reason = `larger than ${config.agent.maxMessageBytes} bytes (${bytes})`;
       return this.refuse(body, messageId, 'MESSAGE_TOO_LARGE', reason, { bytes });
@@ -290,9 +296,12 @@ export class Agent {
     try {
       message = decodeMessage(body);
     } catch (err) {
+      if (role === 'lifecycle') return 'ack';
       const code = isFastmonError(err) ? err.code : 'MESSAGE_INVALID';
       return this.refuse(body, messageId, code, messageOf(err), (err as FastmonError).details);
     }
+    if (role === 'lifecycle' ? !isLifecycle(message.msgType) : role === 'stf' && isLifecycle(message.msgType))
+      return 'ack'; // the other subscription's share
     metrics.messages.inc({ msg_type: message.msgType });
     // BaseAgent's rule: drop only when both sides have a namespace and they differ.
     const ours = config.agent.namespace;
@@ -346,7 +355,12 @@ export class Agent {
         timestamp: new Date().toISOString(),
       };
       await this.broker
-        .publish(deadLetter, JSON.stringify(envelope), { msg_type: 'fastmon_dead_letter', reason_code: code })
+        // Persistent: a dead letter is the only trace of a refused message, and must survive a broker restart.
+        .publish(deadLetter, JSON.stringify(envelope), {
+          msg_type: 'fastmon_dead_letter',
+          reason_code: code,
+          persistent: 'true',
+        })
         .catch((err) =>
           this.logger.error({ code: 'PUBLISH_FAILED' }, `dead letter not sent: ${messageOf(err)}`),
         );
@@ -442,23 +456,38 @@ export class Agent {
   private subscribe(broker: StompConnection): void {
     const { config, logger } = this;
     const b = config.broker;
-    const headers: Record<string, string> = { 'activemq.prefetchSize': String(b.prefetch) };
-    if (b.skipOwnBroadcasts) {
-      // Our broadcasts carry a msg_type header; other producers send none (BaseAgent sets no headers).
-      headers.selector = `msg_type IS NULL OR msg_type NOT IN (${OWN_TYPES.map((t) => `'${t}'`).join(', ')})`;
+    // At least max_in_flight messages must be able to reach the agent, or max_in_flight means nothing.
+    const window = {
+      messages: Math.max(b.prefetch, config.agent.maxInFlight),
+      messageBytes: config.agent.maxMessageBytes,
+    };
+    const stops: (() => void)[] = [];
+    for (const planned of planSubscriptions(b.subscription, b.durableSubscription)) {
+      const headers: Record<string, string> = {};
+      if (b.skipOwnBroadcasts && planned.selector) {
+        // Our broadcasts carry a msg_type header; other producers send none (BaseAgent sets no headers).
+        headers.selector = `msg_type IS NULL OR msg_type NOT IN (${OWN_TYPES.map((t) => `'${t}'`).join(', ')})`;
+      }
+      if (planned.durableName) {
+        // ActiveMQ Classic reads the first, Artemis the second (and accepts the first too).
+        headers['activemq.subscriptionName'] = planned.durableName;
+        headers['durable-subscription-name'] = planned.durableName;
+      }
+      const spec = { destination: planned.destination, ack: b.ack, headers, window };
+      stops.push(broker.subscribe(spec, (message) => void this.deliver(message, planned.role)));
+      logger.info(
+        {
+          destination: planned.destination,
+          role: planned.role,
+          ack: b.ack,
+          durable: planned.durableName || null,
+        },
+        'subscribed',
+      );
     }
-    if (b.durableSubscription) {
-      // ActiveMQ Classic reads the first, Artemis the second (and accepts the first too).
-      headers['activemq.subscriptionName'] = b.durableSubscription;
-      headers['durable-subscription-name'] = b.durableSubscription;
-    }
-    this.unsubscribe = broker.subscribe({ destination: b.subscription, ack: b.ack, headers }, (message) => {
-      void this.deliver(message);
-    });
-    logger.info(
-      { destination: b.subscription, ack: b.ack, durable: b.durableSubscription || null },
-      'subscribed',
-    );
+    this.unsubscribe = () => {
+      for (const stop of stops) stop();
+    };
   }
 
   /**
@@ -468,10 +497,15 @@ export class Agent {
    * dead-letters it), which is the opposite of a retry. When the agent stops or the connection
    * drops first, the message stays unacknowledged and the broker hands it out again.
    */
-  private async deliver(message: InboundMessage): Promise<void> {
+  private async deliver(message: InboundMessage, role: Role): Promise<void> {
     if (this.stopping) return;
+    if (isOwnBroadcast(message.headers.msg_type)) {
+      // Only on a shared queue, which has no selector: taken off the queue unread.
+      message.ack();
+      return;
+    }
     for (let attempt = 0; ; attempt++) {
-      const verdict = await this.handleMessage(message.body, message.messageId, attempt);
+      const verdict = await this.handleMessage(message.body, message.messageId, attempt, role);
       if (verdict === 'ack') {
         message.ack();
         return;
