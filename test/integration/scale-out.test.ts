@@ -1,0 +1,199 @@
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type StompitClient, stompit } from '../../src/messaging/stompit.js';
+import { brokerAddress, TestPeer, uniqueTopic } from '../support/broker.js';
+import { type Started, startCli } from '../support/cli.js';
+import { type MonitorDouble, startMonitorDouble } from '../support/monitor-double.js';
+
+const RUN = '108700';
+const STFS = 3000;
+const SAMPLES = STFS * 7;
+const ARTEMIS_CLI = process.env.FASTMON_TEST_ARTEMIS_CLI || '/opt/apache-artemis-2.40.0/bin/artemis';
+const ARTEMIS_CORE_URL = process.env.FASTMON_TEST_ARTEMIS_CORE_URL || 'tcp://127.0.0.1:61716';
+
+let double: MonitorDouble;
+let peer: TestPeer;
+const agents: Started[] = [];
+
+/** The broker under test, from its CONNECTED frame (the same way the agent tells them apart). */
+async function brokerServer(): Promise<string> {
+  const { host, port } = brokerAddress();
+  const client = await new Promise<StompitClient>((resolve, reject) =>
+    stompit.connect(
+      {
+        host,
+        port,
+        connectHeaders: { host: '/', login: 'admin', passcode: 'admin', 'accept-version': '1.2' },
+      },
+      (err, c) => (err ? reject(err) : resolve(c)),
+    ),
+  );
+  const server = client.headers?.server ?? '';
+  client.disconnect();
+  return server;
+}
+
+/** A queue's counters as Artemis' own CLI reports them (through the core acceptor), by column title. */
+async function artemisQueueStat(queue: string): Promise<Record<string, number>> {
+  const { stdout } = await promisify(execFile)(
+    ARTEMIS_CLI,
+    [
+      'queue',
+      'stat',
+      '--url',
+      ARTEMIS_CORE_URL,
+      '--user',
+      'admin',
+      '--password',
+      'admin',
+      '--queueName',
+      queue,
+    ],
+    { env: { ...process.env, JAVA_ARGS: '-Xmx128m' }, timeout: 60_000 },
+  );
+  // A table whose titles take two lines (|NAME |ADDRESS |CONSUMER| MESSAGE| ... / | | | COUNT | COUNT | ...).
+  const lines = stdout.split('\n').filter((l) => l.startsWith('|'));
+  const cells = (l: string) => l.split('|').map((c) => c.trim());
+  const [top, bottom] = [cells(lines[0] ?? ''), cells(lines[1] ?? '')];
+  const row = lines.map(cells).find((c) => c[1] === queue);
+  if (top[1] !== 'NAME' || !row) throw new Error(`queue ${queue} not in the broker's queue stat:\n${stdout}`);
+  const stat: Record<string, number> = {};
+  top.forEach((title, i) => {
+    if (i > 2) stat[`${title} ${bottom[i] ?? ''}`.trim()] = Number(row[i]);
+  });
+  return stat;
+}
+
+function name(seq: number): string {
+  return `swf.${RUN}.${String(seq).padStart(6, '0')}.stf`;
+}
+
+async function until(
+  what: string,
+  check: () => boolean,
+  timeoutMs: number,
+  detail = () => '',
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}. ${detail()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+beforeAll(async () => {
+  double = await startMonitorDouble();
+  peer = await TestPeer.connect();
+});
+afterAll(async () => {
+  for (const a of agents) a.proc.kill('SIGKILL');
+  await peer.close();
+  await double.close();
+});
+
+describe('scale-out by competing consumers', () => {
+  it('on Artemis, three agents share /topic/…::fastmon; one is SIGKILLed mid-stream and every sample still ends once in swf-monitor', async (ctx) => {
+    const server = await brokerServer();
+    // Artemis-specific: ActiveMQ Classic has no fully qualified queue names; its equivalent, a
+    // virtual topic, needs broker configuration the shared test broker does not carry.
+    if (!server.startsWith('ActiveMQ-Artemis/')) ctx.skip();
+
+    for (let seq = 1; seq <= STFS; seq++)
+      double.addStfFile({ stf_filename: name(seq), run_number: Number(RUN) });
+    const topic = uniqueTopic('scale');
+    const queueName = `fastmon-${randomUUID().slice(0, 8)}`;
+    // Broadcasts go to the topic itself, as on the testbed (epictopic): they must not pile up in the queue.
+    const seen = await peer.collect(topic);
+    const { host, port } = brokerAddress();
+    for (let i = 0; i < 3; i++) {
+      agents.push(
+        startCli(['agent'], {
+          ACTIVEMQ_HOST: host,
+          ACTIVEMQ_PORT: String(port),
+          ACTIVEMQ_USER: 'admin',
+          ACTIVEMQ_PASSWORD: 'admin',
+          SWF_MONITOR_URL: double.url,
+          SWF_API_TOKEN: double.token,
+          SWF_LOG_LEVEL: 'WARNING',
+          FASTMON_SUBSCRIPTION: `${topic}::${queueName}`,
+          FASTMON_BROADCAST: topic,
+          FASTMON_HTTP_PORT: '-1',
+          FASTMON_INLINE: '1',
+          FASTMON_SUMMARY_INTERVAL_S: '0',
+          FASTMON_OUTBOX: path.join(tmpdir(), `fastmon-scale-${randomUUID()}.jsonl`),
+        }),
+      );
+    }
+    // An agent heartbeats once it is started, and started means its subscriptions are confirmed.
+    const started = () =>
+      new Set(double.heartbeats.map((h) => (h.body as { instance_name: string }).instance_name));
+    await until(
+      'three agents started',
+      () => started().size === 3,
+      60_000,
+      () => agents.map((a) => a.out.stderr).join('\n'),
+    );
+
+    const lifecycle = (msgType: string) => ({ msg_type: msgType, run_id: RUN, execution_id: 'scale-exec' });
+    await peer.publish(topic, { ...lifecycle('run_imminent'), state: 'beam', substate: 'not_ready' });
+    await peer.publish(topic, { ...lifecycle('start_run'), state: 'run', substate: 'physics' });
+    double.delay(2); // a little latency, so the stream lasts long enough to lose an agent in the middle
+    const publishing = (async () => {
+      for (let from = 1; from <= STFS; from += 250) {
+        await Promise.all(
+          Array.from({ length: Math.min(250, STFS - from + 1) }, (_, i) =>
+            peer.publish(topic, { msg_type: 'stf_ready', filename: name(from + i), run_id: RUN }),
+          ),
+        );
+      }
+    })();
+    const registered = () => seen.bodies('tf_file_registered');
+    await until('a fifth of the samples', () => registered().length >= SAMPLES / 5, 120_000);
+    const victim = agents[0] as Started;
+    victim.proc.kill('SIGKILL');
+    const rowsAtKill = double.fastmonFiles.length;
+    await publishing;
+
+    const notified = () => new Set(registered().map((n) => n.tf_filename));
+    await until(
+      'every sample registered and notified',
+      () => double.fastmonFiles.length === SAMPLES && notified().size === SAMPLES,
+      240_000,
+      () => `${double.fastmonFiles.length} rows, ${notified().size} notified`,
+    );
+    expect(rowsAtKill).toBeLessThan(SAMPLES);
+    expect(new Set(double.fastmonFiles.map((r) => r.tf_filename)).size).toBe(SAMPLES);
+
+    await peer.publish(topic, lifecycle('end_run'));
+    const names = [...started()];
+    const byAgent = new Map<string, number>();
+    for (const n of registered())
+      byAgent.set(String(n.processed_by), (byAgent.get(String(n.processed_by)) ?? 0) + 1);
+    const statuses = () => seen.bodies('fastmon_status');
+    await until(
+      'a fastmon_status from each surviving agent',
+      () => new Set(statuses().map((s) => s.processed_by)).size >= 2,
+      30_000,
+    );
+    const survivors = names.filter((n) => statuses().some((s) => s.processed_by === n));
+    expect(survivors).toHaveLength(2);
+    for (const survivor of survivors) {
+      // A real share: more than a tenth of the samples each.
+      expect(byAgent.get(survivor) ?? 0).toBeGreaterThan(SAMPLES / 10);
+      const status = statuses().find((s) => s.processed_by === survivor) as Record<string, unknown>;
+      expect(status).toMatchObject({ run_id: RUN, status: 'completed' });
+    }
+
+    for (const a of agents.slice(1)) a.proc.kill('SIGTERM');
+    expect(await Promise.all(agents.slice(1).map((a) => a.exited))).toEqual([0, 0]);
+    const stat = await artemisQueueStat(queueName);
+    expect(stat).toMatchObject({ 'MESSAGE COUNT': 0, 'DELIVERING COUNT': 0 });
+    // Everything that went in was acknowledged: the stf_ready and the agents' own broadcasts.
+    expect(stat['MESSAGES ACKED']).toBe(stat['MESSAGES ADDED']);
+    expect(stat['MESSAGES ADDED']).toBeGreaterThan(STFS + SAMPLES);
+  }, 480_000);
+});
