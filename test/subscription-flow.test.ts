@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { MAX_REISSUES, reissueHeaders } from '../src/agent/reissue.js';
 import { brokerKindOf, FRAME_HEADER_ALLOWANCE, windowHeaders } from '../src/messaging/flow.js';
 import { planSubscriptions, sharedTopicOf } from '../src/messaging/subscriptions.js';
 
@@ -52,5 +53,35 @@ describe('subscriptions for a shared queue', () => {
     expect(planSubscriptions('/topic/epictopic', '')).toEqual([
       { destination: '/topic/epictopic', role: 'all', selector: true, durableName: '' },
     ]);
+  });
+});
+
+describe('redelivered messages of a shared Artemis queue', () => {
+  const queue = '/topic/epictopic::fastmon';
+  it('are sent back as new, persistent, with a count of their own', () => {
+    expect(reissueHeaders('artemis', 'stf', queue, { redelivered: 'true' })).toEqual({
+      persistent: 'true',
+      fastmon_reissues: '1',
+    });
+    expect(
+      reissueHeaders('artemis', 'stf', queue, { redelivered: 'true', fastmon_reissues: '7' }),
+    ).toMatchObject({
+      fastmon_reissues: '8',
+    });
+  });
+
+  it('are handled as they are when first delivered, on Classic, on a topic, or past the agents own limit', () => {
+    expect(reissueHeaders('artemis', 'stf', queue, { redelivered: 'false' })).toBeNull();
+    expect(
+      reissueHeaders('classic', 'stf', '/queue/Consumer.fastmon.epictopic', { redelivered: 'true' }),
+    ).toBeNull();
+    expect(reissueHeaders('artemis', 'all', '/topic/epictopic', { redelivered: 'true' })).toBeNull();
+    expect(reissueHeaders('artemis', 'lifecycle', '/topic/epictopic', { redelivered: 'true' })).toBeNull();
+    expect(
+      reissueHeaders('artemis', 'stf', queue, {
+        redelivered: 'true',
+        fastmon_reissues: String(MAX_REISSUES),
+      }),
+    ).toBeNull();
   });
 });

@@ -33,6 +33,7 @@ import { CatalogRegistrar } from '../sinks/catalog.js';
 import { MonitorRegistrar, type Registrar } from '../sinks/registrar.js';
 import { DeferredSamples } from './deferred.js';
 import { Heartbeats, type OperationalState, osUser } from './heartbeat.js';
+import { REISSUE_HEADER, reissueHeaders } from './reissue.js';
 import { Summaries } from './summaries.js';
 
 /** What becomes of a broker message once handled: acknowledged, or handled again later. */
@@ -504,6 +505,7 @@ export class Agent {
       message.ack();
       return;
     }
+    if (await this.reissued(message, role)) return;
     for (let attempt = 0; ; attempt++) {
       const verdict = await this.handleMessage(message.body, message.messageId, attempt, role);
       if (verdict === 'ack') {
@@ -519,6 +521,31 @@ export class Agent {
       await sleep(waitMs);
       if (this.stopping || !message.isLive()) return;
     }
+  }
+
+  /** See reissue.ts: a redelivered message from a shared Artemis queue goes back on it as a new one. */
+  private async reissued(message: InboundMessage, role: Role): Promise<boolean> {
+    const broker = this.broker;
+    const destination = this.config.broker.subscription;
+    const headers = broker && reissueHeaders(broker.brokerKind, role, destination, message.headers);
+    if (!broker || !headers) return false;
+    try {
+      await broker.publish(destination, message.body, headers);
+    } catch (err) {
+      // Handled as it is, then: the broker's count goes on.
+      this.logger.warn(
+        { msgId: message.messageId, err: { message: messageOf(err) } },
+        'redelivered message not reissued',
+      );
+      return false;
+    }
+    message.ack();
+    this.metrics.messagesReissued.inc();
+    this.logger.info(
+      { msgId: message.messageId, reissues: headers[REISSUE_HEADER] },
+      'redelivered message put back on its queue as a new one',
+    );
+    return true;
   }
 
   private async onLifecycle(message: RunLifecycle, messageId: string): Promise<void> {

@@ -68,6 +68,31 @@ async function artemisQueueStat(queue: string): Promise<Record<string, number>> 
   return stat;
 }
 
+/** The environment of an agent process on a shared queue of this test's broker and monitor double. */
+function agentEnv(
+  subscription: string,
+  broadcast: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  const { host, port } = brokerAddress();
+  return {
+    ACTIVEMQ_HOST: host,
+    ACTIVEMQ_PORT: String(port),
+    ACTIVEMQ_USER: 'admin',
+    ACTIVEMQ_PASSWORD: 'admin',
+    SWF_MONITOR_URL: double.url,
+    SWF_API_TOKEN: double.token,
+    SWF_LOG_LEVEL: 'WARNING',
+    FASTMON_SUBSCRIPTION: subscription,
+    FASTMON_BROADCAST: broadcast,
+    FASTMON_HTTP_PORT: '-1',
+    FASTMON_INLINE: '1',
+    FASTMON_SUMMARY_INTERVAL_S: '0',
+    FASTMON_OUTBOX: path.join(tmpdir(), `fastmon-scale-${randomUUID()}.jsonl`),
+    ...extra,
+  };
+}
+
 function name(seq: number): string {
   return `swf.${RUN}.${String(seq).padStart(6, '0')}.stf`;
 }
@@ -108,26 +133,7 @@ describe('scale-out by competing consumers', () => {
     const queueName = `fastmon-${randomUUID().slice(0, 8)}`;
     // Broadcasts go to the topic itself, as on the testbed (epictopic): they must not pile up in the queue.
     const seen = await peer.collect(topic);
-    const { host, port } = brokerAddress();
-    for (let i = 0; i < 3; i++) {
-      agents.push(
-        startCli(['agent'], {
-          ACTIVEMQ_HOST: host,
-          ACTIVEMQ_PORT: String(port),
-          ACTIVEMQ_USER: 'admin',
-          ACTIVEMQ_PASSWORD: 'admin',
-          SWF_MONITOR_URL: double.url,
-          SWF_API_TOKEN: double.token,
-          SWF_LOG_LEVEL: 'WARNING',
-          FASTMON_SUBSCRIPTION: `${topic}::${queueName}`,
-          FASTMON_BROADCAST: topic,
-          FASTMON_HTTP_PORT: '-1',
-          FASTMON_INLINE: '1',
-          FASTMON_SUMMARY_INTERVAL_S: '0',
-          FASTMON_OUTBOX: path.join(tmpdir(), `fastmon-scale-${randomUUID()}.jsonl`),
-        }),
-      );
-    }
+    for (let i = 0; i < 3; i++) agents.push(startCli(['agent'], agentEnv(`${topic}::${queueName}`, topic)));
     // An agent heartbeats once it is started, and started means its subscriptions are confirmed.
     const started = () =>
       new Set(double.heartbeats.map((h) => (h.body as { instance_name: string }).instance_name));
@@ -196,4 +202,50 @@ describe('scale-out by competing consumers', () => {
     expect(stat['MESSAGES ACKED']).toBe(stat['MESSAGES ADDED']);
     expect(stat['MESSAGES ADDED']).toBeGreaterThan(STFS + SAMPLES);
   }, 480_000);
+
+  it('on Artemis, an stf_ready held by eleven agents in turn, each SIGKILLed, is still sampled: the redelivery limit (10) never dead-letters it', async (ctx) => {
+    if (!(await brokerServer()).startsWith('ActiveMQ-Artemis/')) ctx.skip(); // Artemis' redelivery limit
+    double.reset();
+    double.addStfFile({ stf_filename: name(1), run_number: Number(RUN) });
+    const topic = uniqueTopic('redeliver');
+    const queue = `${topic}::fastmon-${randomUUID().slice(0, 8)}`;
+    const seen = await peer.collect(topic);
+    // swf-monitor never answers: every agent holds the message, unacknowledged, until it is killed.
+    double.hang({ path: '/fastmon-files/', method: 'POST' });
+    const posts = () =>
+      double.requests.filter((r) => r.method === 'POST' && r.path.includes('/fastmon-files/')).length;
+    let logs = '';
+    for (let crash = 0; crash < 11; crash++) {
+      const before = posts();
+      const a = startCli(['agent'], agentEnv(queue, topic, { SWF_LOG_LEVEL: 'INFO' }));
+      agents.push(a);
+      if (crash === 0) {
+        await until(
+          'the first agent subscribed',
+          () => a.out.stderr.includes('"msg":"subscribed"') && double.heartbeats.length > 0,
+          60_000,
+          () => a.out.stderr,
+        );
+        await new Promise((r) => setTimeout(r, 500));
+        await peer.publish(topic, { msg_type: 'stf_ready', filename: name(1), run_id: RUN });
+      }
+      await until(
+        `agent ${crash + 1} working on the STF`,
+        () => posts() > before,
+        60_000,
+        () => a.out.stderr.slice(-2000),
+      );
+      a.proc.kill('SIGKILL');
+      await a.exited;
+      logs += a.out.stderr;
+    }
+    expect(logs.match(/put back on its queue as a new one/g)?.length).toBe(10);
+    double.clearFaults();
+    const last = startCli(['agent'], agentEnv(queue, topic));
+    agents.push(last);
+    await seen.waitFor((c) => c.bodies('tf_file_registered').length === 7, 60_000, 'the samples');
+    expect(new Set(double.fastmonFiles.map((r) => r.tf_filename)).size).toBe(7);
+    last.proc.kill('SIGTERM');
+    expect(await last.exited).toBe(0);
+  }, 300_000);
 });
