@@ -287,9 +287,9 @@ export class Agent {
     const { logger, metrics, config } = this;
     const bytes = Buffer.byteLength(body, 'utf8');
     // The lifecycle subscription beside a shared queue sees every message the queue sees: the
-    // queue's consumer refuses the bad ones, and takes the stf_ready.
-    if (role === 'lifecycle' && bytes > config.agent.maxMessageBytes) return 'ack';
+    // queue's consumer refuses the bad ones (role 'lifecycle' acknowledges them unsaid), and takes the stf_ready.
     if (bytes > config.agent.maxMessageBytes) {
+      if (role === 'lifecycle') return 'ack';
       const reason = `larger than ${config.agent.maxMessageBytes} bytes (${bytes})`;
       return this.refuse(body, messageId, 'MESSAGE_TOO_LARGE', reason, { bytes });
     }
