@@ -501,7 +501,8 @@ export class Agent {
   private async deliver(message: InboundMessage, role: Role): Promise<void> {
     if (this.stopping) return;
     if (isOwnBroadcast(message.headers.msg_type)) {
-      // Only on a shared queue, which has no selector: taken off the queue unread.
+      // Reaches the agent on a shared queue (no selector there) or with skip_own_broadcasts off:
+      // taken off the queue unread.
       message.ack();
       return;
     }
