@@ -105,7 +105,7 @@ export const KEYS: readonly KeySpec[] = [
     env: 'FASTMON_SUBSCRIPTION',
     flag: 'subscription',
     check: destination as (v: never) => string | undefined,
-    doc: 'Destination the agent consumes stf_ready and run lifecycle messages from.',
+    doc: 'Where stf_ready and the run lifecycle come from. A shared queue (/topic/epictopic::fastmon on Artemis) spreads the stf_ready over competing agents (docs/scaling-out.md).',
   },
   {
     key: 'broker.broadcast',
@@ -141,7 +141,7 @@ export const KEYS: readonly KeySpec[] = [
     env: 'FASTMON_ACK',
     flag: 'ack',
     choices: ['client-individual', 'auto'],
-    doc: 'client-individual: a message is acknowledged only once handled (at-least-once); auto: as BaseAgent.',
+    doc: 'client-individual: a message is acknowledged only once handled (at-least-once); auto: as BaseAgent (at-most-once, no flow control on either broker).',
   },
   {
     key: 'broker.prefetch',
@@ -150,7 +150,7 @@ export const KEYS: readonly KeySpec[] = [
     env: 'FASTMON_PREFETCH',
     flag: 'prefetch',
     min: 1,
-    doc: 'Unacknowledged messages the broker may hand out at once (activemq.prefetchSize): bounds memory.',
+    doc: 'Unacknowledged messages the broker may hand out at once, at least agent.max_in_flight (Artemis: a byte window of that many largest messages).',
   },
   {
     key: 'broker.client_id',
@@ -175,7 +175,7 @@ export const KEYS: readonly KeySpec[] = [
     env: 'FASTMON_DEAD_LETTER',
     flag: 'dead-letter',
     check: ((v: string) => (v === '' ? undefined : destination(v))) as (v: never) => string | undefined,
-    doc: 'Where refused messages (bad JSON, wrong types, too large) go, with the reason; empty: log and drop.',
+    doc: 'Where refused messages (bad JSON, wrong types, too large) go, persistent, with the reason; empty: log and drop.',
   },
   // swf-monitor.
   {

@@ -21,6 +21,11 @@ export function createMetrics() {
       labelNames: ['code'],
       registers,
     }),
+    messagesReissued: new Counter({
+      name: 'fastmon_messages_reissued_total',
+      help: 'Redelivered messages of a shared Artemis queue sent back to it as new ones (so the redelivery limit never dead-letters an STF).',
+      registers,
+    }),
     messagesOtherNamespace: new Counter({
       name: 'fastmon_messages_other_namespace_total',
       help: 'Messages ignored because they belong to another testbed namespace.',
