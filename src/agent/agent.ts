@@ -65,7 +65,7 @@ export interface AgentOptions {
 
 export class Agent {
   readonly metrics: Metrics = createMetrics();
-  readonly runs = new RunStates();
+  readonly runs: RunStates;
   private name = '';
   private get inline(): boolean {
     return this.options.inline ?? this.options.config.agent.inline;
@@ -90,6 +90,19 @@ export class Agent {
   constructor(private readonly options: AgentOptions) {
     this.config = options.config;
     this.logger = options.logger;
+    this.runs = new RunStates({
+      maxRuns: this.config.agent.maxRuns,
+      idleTimeoutMs: this.config.agent.runIdleTimeoutS * 1000,
+      onRefused: (runId) => {
+        this.metrics.runsRefused.inc();
+        // Once per refused id would be a log line per STF: the first one of each hundred says it.
+        if (this.runs.refused % 100 === 1)
+          this.logger.warn(
+            { run: runId, maxRuns: this.config.agent.maxRuns, refused: this.runs.refused },
+            'too many runs tracked at once: this run gets no per-run counts or summaries',
+          );
+      },
+    });
   }
 
   get agentName(): string {
@@ -160,6 +173,7 @@ export class Agent {
         heartbeatMs: config.broker.heartbeatMs,
         clientId: config.broker.clientId || this.name,
         reconnectMaxMs: config.broker.reconnectMaxMs,
+        maxBodyBytes: config.agent.maxMessageBytes,
         logger,
       });
       this.broker.on('connected', (first: boolean) => {
@@ -269,6 +283,7 @@ export class Agent {
       processedBy: () => this.name,
       outboxDepth: () => this.deferred?.depth ?? null,
       intervalS: config.agent.summaryIntervalS,
+      idleTimeoutS: config.agent.runIdleTimeoutS,
       logger,
       metrics: this.metrics,
     });
@@ -470,6 +485,13 @@ export class Agent {
    */
   private async deliver(message: InboundMessage): Promise<void> {
     if (this.stopping) return;
+    if (message.refusal) {
+      // Over a frame limit: this message alone is refused; the connection stays up.
+      const { code, reason } = message.refusal;
+      await this.refuse(message.body, message.messageId, code, reason, { headers: headerNames(message) });
+      message.ack();
+      return;
+    }
     for (let attempt = 0; ; attempt++) {
       const verdict = await this.handleMessage(message.body, message.messageId, attempt);
       if (verdict === 'ack') {
@@ -492,7 +514,12 @@ export class Agent {
     const run = this.runs.apply(message);
     const log = logger.child({ run: message.runId, msgId: messageId });
     if (!run) {
-      log.warn({ msgType: message.msgType }, 'lifecycle message without run_id ignored');
+      if (message.runId)
+        log.warn(
+          { msgType: message.msgType },
+          'lifecycle message of an untracked run (agent.max_runs reached)',
+        );
+      else log.warn({ msgType: message.msgType }, 'lifecycle message without run_id ignored');
       return;
     }
     log.info(
@@ -567,4 +594,10 @@ export class Agent {
     if (!this.broadcaster) throw new FastmonError('SHUTDOWN', 'agent not started');
     return this.broadcaster;
   }
+}
+
+/** How many headers a refused frame kept, and a few of their names, for the log line. */
+function headerNames(message: InboundMessage): { count: number; first: string[] } {
+  const names = Object.keys(message.headers);
+  return { count: names.length, first: names.slice(0, 8).map((n) => n.slice(0, 64)) };
 }

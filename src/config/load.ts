@@ -57,6 +57,8 @@ export interface Config {
     httpPort: number;
     drainTimeoutS: number;
     summaryIntervalS: number;
+    runIdleTimeoutS: number;
+    maxRuns: number;
   };
   sampling: SamplingSettings;
   scan: {
@@ -292,6 +294,8 @@ function build(v: Map<string, unknown>): Config {
       httpPort: get('agent.http_port'),
       drainTimeoutS: get('agent.drain_timeout_s'),
       summaryIntervalS: get('agent.summary_interval_s'),
+      runIdleTimeoutS: get('agent.run_idle_timeout_s'),
+      maxRuns: get('agent.max_runs'),
     },
     scan: {
       watchDirs: get('scan.watch_dirs'),
