@@ -137,11 +137,11 @@ export class FrameFilter extends Transform {
     if (crlf) line = line.subarray(0, line.length - 1);
     if (this.isCommand) {
       this.isCommand = false;
-      out.push(line, EOL);
+      out.push(line, crlf ? CRLF : EOL);
       return;
     }
     if (line.length === 0) {
-      this.endHeaders(out);
+      this.endHeaders(out, crlf);
       return;
     }
     const colon = line.indexOf(0x3a);
@@ -176,7 +176,7 @@ export class FrameFilter extends Transform {
     out.push(line, crlf ? CRLF : EOL);
   }
 
-  private endHeaders(out: Buffer[]): void {
+  private endHeaders(out: Buffer[], crlf: boolean): void {
     if (this.droppedForCount > 0)
       this.cuts.push(
         `${this.droppedForCount} headers past the ${this.limits.maxHeaders}-header limit dropped`,
@@ -189,7 +189,7 @@ export class FrameFilter extends Transform {
       this.cutFrames++;
       out.push(Buffer.from(`${CUT_HEADER}:${this.cuts.slice(0, 4).join('; ')}\n`, 'utf8'));
     }
-    out.push(EOL);
+    out.push(crlf ? CRLF : EOL);
     if (this.contentLength !== null) {
       // The body, then its NUL.
       this.bodyLeft = this.contentLength + 1;

@@ -18,11 +18,16 @@ export const FRAME_LIMITS = {
   maxHeaderBytes: 1_048_576,
 } as const;
 
-/** The limits stompit's parser itself is given: above ours, so the filter is what decides. */
-export const STOMPIT_PARSER_LIMITS = {
-  maxLineLength: FRAME_LIMITS.maxHeaderLineBytes + 1_024,
-  maxHeaders: FRAME_LIMITS.maxHeaders + 32,
-} as const;
+/**
+ * The limits stompit's parser itself is given (its connect options `maxLineLength` and
+ * `maxHeaders`): above the filter's, with room for the protocol headers the filter always keeps
+ * and the header it adds, so the filter is what decides and stompit never fails on a frame.
+ */
+export function stompitParserLimits(
+  limits: { maxHeaderLineBytes: number; maxHeaders: number } = FRAME_LIMITS,
+) {
+  return { maxLineLength: limits.maxHeaderLineBytes + 1_024, maxHeaders: limits.maxHeaders + 32 };
+}
 
 /**
  * Default bound of one message body, in bytes (`agent.max_message_bytes`). Testbed messages are

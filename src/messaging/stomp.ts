@@ -7,8 +7,8 @@ import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { type ErrorCode, FastmonError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { coalesceStompitWrites } from './coalesce.js';
-import { CUT_HEADER, filterInbound } from './frame-filter.js';
-import { DEFAULT_MAX_BODY_BYTES, STOMPIT_PARSER_LIMITS } from './limits.js';
+import { CUT_HEADER, type FrameFilterLimits, filterInbound } from './frame-filter.js';
+import { DEFAULT_MAX_BODY_BYTES, FRAME_LIMITS, stompitParserLimits } from './limits.js';
 import { type StompitClient, type StompitFrame, type StompitSubscription, stompit } from './stompit.js';
 
 // The slice of stompit 1.0 used here. @types/stompit lags the library (no `headers` on frames,
@@ -35,6 +35,8 @@ export interface StompOptions {
   connectTimeoutMs?: number;
   /** Bodies longer than this are refused (MESSAGE_TOO_LARGE); only this much of one is kept. */
   maxBodyBytes?: number;
+  /** What the inbound filter cuts frames down to (default FRAME_LIMITS; lower ones in tests). */
+  frameLimits?: FrameFilterLimits;
   logger: Logger;
 }
 
@@ -246,10 +248,10 @@ export class StompConnection extends EventEmitter {
       heartbeatOutputMargin: Math.floor(o.heartbeatMs / 10),
       // stompit's parser limits (1,024-byte lines, 64 headers by default) are raised above the
       // agent's own (limits.ts); frames over those are cut by the filter and refused one by one.
-      ...STOMPIT_PARSER_LIMITS,
+      ...stompitParserLimits(o.frameLimits ?? FRAME_LIMITS),
       connect: (options: NetConnectOpts & ConnectionOptions, onConnected: () => void): Socket => {
         const socket = o.useSsl ? tlsConnect(options, onConnected) : netConnect(options, onConnected);
-        filterInbound(socket);
+        filterInbound(socket, o.frameLimits ?? FRAME_LIMITS);
         return socket;
       },
     };

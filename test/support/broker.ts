@@ -2,6 +2,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { inject } from 'vitest';
+import { stompitParserLimits } from '../../src/messaging/limits.js';
 import { type StompitClient, stompit } from '../../src/messaging/stompit.js';
 
 type Client = StompitClient;
@@ -40,6 +41,8 @@ export class TestPeer {
             'accept-version': '1.1,1.2',
             'heart-beat': '0,0',
           },
+          // The peer sees what the agent sees (2 KB headers, 70 headers): stompit's defaults would drop it.
+          ...stompitParserLimits(),
         },
         (err, c) => (err ? reject(err) : resolve(c)),
       );
