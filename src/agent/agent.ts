@@ -17,6 +17,7 @@ import {
   runFromFilename,
   type StfReady,
 } from '../messaging/codec.js';
+import type { FrameFilterLimits } from '../messaging/frame-filter.js';
 import { type InboundMessage, StompConnection } from '../messaging/stomp.js';
 import { MonitorClient } from '../monitor/client.js';
 import { MonitorHttp } from '../monitor/http.js';
@@ -61,6 +62,8 @@ export interface AgentOptions {
   consume?: boolean;
   /** Run STF tasks on the main thread instead of the pool; overrides `agent.inline`. */
   inline?: boolean;
+  /** What inbound frames are cut down to (default FRAME_LIMITS, src/messaging/limits.ts). */
+  frameLimits?: FrameFilterLimits;
 }
 
 export class Agent {
@@ -174,6 +177,7 @@ export class Agent {
         clientId: config.broker.clientId || this.name,
         reconnectMaxMs: config.broker.reconnectMaxMs,
         maxBodyBytes: config.agent.maxMessageBytes,
+        frameLimits: this.options.frameLimits,
         logger,
       });
       this.broker.on('connected', (first: boolean) => {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { FrameFilterLimits } from '../../src/messaging/frame-filter.js';
 import { sampleStf } from '../../workers/sampler.js';
 import { startTestAgent, type TestAgent } from '../support/agent.js';
 import { type Collector, TestPeer, uniqueTopic } from '../support/broker.js';
@@ -50,9 +51,10 @@ function stfReady(seq: number, extra: Record<string, unknown> = {}) {
   };
 }
 
-async function agent(env: Record<string, string> = {}): Promise<TestAgent> {
+async function agent(env: Record<string, string> = {}, frameLimits?: FrameFilterLimits): Promise<TestAgent> {
   const a = await startTestAgent({
     monitor: double,
+    frameLimits,
     env: {
       FASTMON_SUBSCRIPTION: topic,
       FASTMON_BROADCAST: topic,
@@ -86,10 +88,40 @@ describe('the agent under hostile input, through the real broker', () => {
     const many = Object.fromEntries(Array.from({ length: 70 }, (_, i) => [`x-extra-${i}`, String(i)]));
     await peer.publish(topic, stfReady(1), { 'x-trace': 't'.repeat(2048) });
     await peer.publish(topic, stfReady(2), many);
-    await seen.waitFor((c) => registered(c).length === 14, 15_000, "both STFs");
+    await seen.waitFor((c) => registered(c).length === 14, 15_000, 'both STFs');
     expect(double.fastmonFiles).toHaveLength(14);
     expect(await value(a.agent.metrics.reconnects)).toBe(0);
-    expect(a.logs.find((r) => r.msg === 'broker connection lost or refused; reconnecting')?.err).toBeUndefined();
+    expect(
+      a.logs.find((r) => r.msg === 'broker connection lost or refused; reconnecting')?.err,
+    ).toBeUndefined();
+  });
+
+  it('refuses a frame over the frame limits alone: coded error with its id and the limit, dead-lettered, no drop', async () => {
+    // ActiveMQ Classic refuses SEND frames with header lines over 10 KiB, far below the agent's
+    // limits, so the limits are lowered here to reach them through the broker.
+    const deadLetters = await peer.collect(`${topic}.dlq`);
+    const limits = { maxHeaderLineBytes: 1024, maxHeaders: 100, maxHeaderBytes: 65_536 };
+    const a = await agent({ FASTMON_DEAD_LETTER: `${topic}.dlq` }, limits);
+    await peer.publish(topic, stfReady(1), { 'x-trace': 't'.repeat(4000) });
+    await peer.publish(topic, stfReady(2));
+    await seen.waitFor((c) => registered(c).length === 7, 15_000, 'the STF after the refused frame');
+    await deadLetters.waitFor((c) => c.messages.length === 1, 10_000, 'the dead letter');
+    const logged = a.logs.find((r) => r.code === 'MESSAGE_HEADERS_TOO_LARGE');
+    expect(logged?.msgId).toBeTruthy();
+    expect(String(logged?.msg)).toMatch(/header x-trace of \d+ bytes over the 1024-byte line limit dropped/);
+    const letter = deadLetters.bodies()[0];
+    expect(letter).toMatchObject({
+      msg_type: 'fastmon_dead_letter',
+      code: 'MESSAGE_HEADERS_TOO_LARGE',
+      message_id: logged?.msgId,
+    });
+    expect(String(letter?.reason)).toMatch(/1024-byte line limit/);
+    expect(JSON.parse(String(letter?.body))).toMatchObject({ filename: stfName(1) });
+    expect(double.fastmonFiles.every((r) => r.stf_file === stfName(2))).toBe(true);
+    expect(await value(a.agent.metrics.reconnects)).toBe(0);
+    expect((await a.agent.metrics.messagesRejected.get()).values[0]?.labels.code).toBe(
+      'MESSAGE_HEADERS_TOO_LARGE',
+    );
   });
 
   it.each([
@@ -111,8 +143,8 @@ describe('the agent under hostile input, through the real broker', () => {
       expect(refusal?.msgId).toBeTruthy();
       // Nothing it carried went out: every broadcast is small.
       const ours = seen.messages.filter((m) => m.headers.msg_type !== undefined);
-    expect(ours.length).toBeGreaterThanOrEqual(7);
-    for (const m of ours) expect(JSON.stringify(m).length).toBeLessThan(4096);
+      expect(ours.length).toBeGreaterThanOrEqual(7);
+      for (const m of ours) expect(JSON.stringify(m).length).toBeLessThan(4096);
       expect(await value(a.agent.metrics.reconnects)).toBe(0);
     },
   );

@@ -7,6 +7,7 @@ import { Writable } from 'node:stream';
 import { Agent } from '../../src/agent/agent.js';
 import { parseArgs } from '../../src/config/args.js';
 import { type Config, loadConfig } from '../../src/config/load.js';
+import type { FrameFilterLimits } from '../../src/messaging/frame-filter.js';
 import { brokerAddress } from './broker.js';
 import { type CapturedLogs, captureLogs } from './logs.js';
 import type { MonitorDouble } from './monitor-double.js';
@@ -28,6 +29,8 @@ export interface TestAgentOptions {
   consume?: boolean;
   /** Command-line flags, e.g. ['--namespace', 'x']. */
   args?: string[];
+  /** Lower inbound frame limits, to reach them through a broker that refuses larger frames. */
+  frameLimits?: FrameFilterLimits;
 }
 
 export async function startTestAgent(options: TestAgentOptions = {}): Promise<TestAgent> {
@@ -56,7 +59,13 @@ export async function startTestAgent(options: TestAgentOptions = {}): Promise<Te
       cb();
     },
   });
-  const agent = new Agent({ config, logger: logs.logger, stdout: out, consume: options.consume });
+  const agent = new Agent({
+    config,
+    logger: logs.logger,
+    stdout: out,
+    consume: options.consume,
+    frameLimits: options.frameLimits,
+  });
   await agent.start();
   return { agent, config, logs, stdout, stop: () => agent.stop('test finished') };
 }
