@@ -2,7 +2,7 @@
 
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { connect as netConnect, isIP, type NetConnectOpts, type Socket } from 'node:net';
+import { isIP, type NetConnectOpts, connect as netConnect, type Socket } from 'node:net';
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { type ErrorCode, FastmonError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
