@@ -67,41 +67,96 @@ export class FrameFilter extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    // Bytes passed on unchanged are sent as slices of the chunk (the whole chunk, for frames within
+    // the limits: no copy); `kept` is where the run of unchanged bytes not yet sent starts.
     const out: Buffer[] = [];
+    let kept = 0;
     let i = 0;
     const n = chunk.length;
     while (i < n) {
       if (this.state === 'between') {
         // Heart-beats and the EOLs that may follow a frame's NUL.
-        const start = i;
         while (i < n && (chunk[i] === LF || chunk[i] === CR)) i++;
-        if (i > start) out.push(chunk.subarray(start, i));
         if (i < n) this.beginFrame();
       } else if (this.state === 'headers') {
         const nl = chunk.indexOf(LF, i);
-        const end = nl === -1 ? n : nl;
-        this.append(chunk.subarray(i, end));
-        i = end;
-        if (nl !== -1) {
+        if (this.lineTotal === 0 && nl !== -1 && nl - i <= this.limits.maxHeaderLineBytes) {
+          // The usual case: a whole line, within the line limit, in this chunk.
+          const verdict = this.judge(chunk, i, nl);
+          if (verdict !== 'keep') {
+            if (i > kept) out.push(chunk.subarray(kept, i));
+            if (verdict === 'mark') out.push(this.marker());
+            kept = verdict === 'mark' ? i : nl + 1;
+          }
           i = nl + 1;
-          this.endLine(out);
+        } else {
+          // A line that spans chunks or is over the limit: gathered (up to the limit), then judged.
+          if (i > kept) out.push(chunk.subarray(kept, i));
+          const end = nl === -1 ? n : nl;
+          this.append(chunk.subarray(i, end));
+          i = nl === -1 ? n : nl + 1;
+          if (nl !== -1) this.endLine(out);
+          kept = i;
         }
       } else if (this.state === 'body-length') {
         const take = Math.min(this.bodyLeft, n - i);
-        out.push(chunk.subarray(i, i + take));
         i += take;
         this.bodyLeft -= take;
         if (this.bodyLeft === 0) this.state = 'between';
       } else {
         const nul = chunk.indexOf(0, i);
-        const end = nul === -1 ? n : nul + 1;
-        out.push(chunk.subarray(i, end));
-        i = end;
+        i = nul === -1 ? n : nul + 1;
         if (nul !== -1) this.state = 'between';
       }
     }
-    if (out.length > 0) this.push(out.length === 1 ? out[0] : Buffer.concat(out));
+    if (kept === 0 && out.length === 0) this.push(chunk);
+    else {
+      if (n > kept) out.push(chunk.subarray(kept, n));
+      if (out.length > 0) this.push(out.length === 1 ? out[0] : Buffer.concat(out));
+    }
     callback();
+  }
+
+  /**
+   * A whole line within the line limit, at chunk[start, nl): 'keep' it as it is, 'drop' it, or
+   * 'mark': it is the blank line ending the headers of a cut frame, which gets CUT_HEADER first.
+   */
+  private judge(chunk: Buffer, start: number, nl: number): 'keep' | 'drop' | 'mark' {
+    const end = nl > start && chunk[nl - 1] === CR ? nl - 1 : nl;
+    if (this.isCommand) {
+      this.isCommand = false;
+      return 'keep';
+    }
+    if (end === start) return this.endHeaders() ? 'mark' : 'keep';
+    if (chunk[start] === CUT_PREFIX[0] && startsWith(chunk, start, end, CUT_PREFIX)) return 'drop';
+    const name = () => {
+      const colon = chunk.indexOf(0x3a, start);
+      return colon === -1 || colon > end ? '' : chunk.toString('utf8', start, colon);
+    };
+    if (!this.admit(end - start, name)) return 'drop';
+    if (
+      this.contentLength === null &&
+      chunk[start] === LENGTH_PREFIX[0] &&
+      startsWith(chunk, start, end, LENGTH_PREFIX)
+    )
+      this.noteLength(chunk.toString('latin1', start + LENGTH_PREFIX.length, end));
+    return 'keep';
+  }
+
+  /** Counts a header line against the count and size limits; false when it is to be dropped. */
+  private admit(bytes: number, name: () => string): boolean {
+    this.headers++;
+    this.headerBytes += bytes + 1;
+    if (this.headers <= this.limits.maxHeaders && this.headerBytes <= this.limits.maxHeaderBytes) return true;
+    if (PROTOCOL_HEADERS.has(name())) return true;
+    if (this.headers > this.limits.maxHeaders) this.droppedForCount++;
+    else this.droppedForBytes++;
+    return false;
+  }
+
+  private noteLength(value: string): void {
+    const length = Number.parseInt(value, 10);
+    if (Number.isSafeInteger(length) && length >= 0) this.contentLength = length;
   }
 
   private beginFrame(): void {
@@ -126,6 +181,7 @@ export class FrameFilter extends Transform {
     this.lineBytes += kept.length;
   }
 
+  /** Judges a line gathered by append(): kept (maybe shortened) into `out`, or dropped. */
   private endLine(out: Buffer[]): void {
     let line = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts);
     const over = this.lineTotal > this.limits.maxHeaderLineBytes;
@@ -135,48 +191,37 @@ export class FrameFilter extends Transform {
     this.lineTotal = 0;
     const crlf = !over && line.length > 0 && line[line.length - 1] === CR;
     if (crlf) line = line.subarray(0, line.length - 1);
+    const eol = crlf ? CRLF : EOL;
     if (this.isCommand) {
       this.isCommand = false;
-      out.push(line, crlf ? CRLF : EOL);
+      out.push(line, eol);
       return;
     }
     if (line.length === 0) {
-      this.endHeaders(out, crlf);
+      if (this.endHeaders()) out.push(this.marker());
+      out.push(eol);
       return;
     }
     const colon = line.indexOf(0x3a);
     const name = colon === -1 ? '' : line.subarray(0, colon).toString('utf8');
     if (name === CUT_HEADER) return; // only the filter says a frame was cut
-    const protocol = PROTOCOL_HEADERS.has(name);
     if (over) {
       const label = `header ${describe(name)} of ${total} bytes over the ${this.limits.maxHeaderLineBytes}-byte line limit`;
-      if (!protocol || colon === -1) {
+      if (!PROTOCOL_HEADERS.has(name) || colon === -1) {
         this.cuts.push(`${label} dropped`);
         return;
       }
       this.cuts.push(`${label} shortened`);
       line = withoutDanglingEscape(line);
     }
-    this.headers++;
-    this.headerBytes += line.length + 1;
-    if (!protocol) {
-      if (this.headers > this.limits.maxHeaders) {
-        this.droppedForCount++;
-        return;
-      }
-      if (this.headerBytes > this.limits.maxHeaderBytes) {
-        this.droppedForBytes++;
-        return;
-      }
-    }
-    if (name === 'content-length' && this.contentLength === null) {
-      const value = Number.parseInt(line.subarray(colon + 1).toString('latin1'), 10);
-      if (Number.isSafeInteger(value) && value >= 0) this.contentLength = value;
-    }
-    out.push(line, crlf ? CRLF : EOL);
+    if (!this.admit(line.length, () => name)) return;
+    if (name === 'content-length' && this.contentLength === null)
+      this.noteLength(line.subarray(colon + 1).toString('latin1'));
+    out.push(line, eol);
   }
 
-  private endHeaders(out: Buffer[], crlf: boolean): void {
+  /** The end of a frame's headers: the body comes next. True when the frame was cut. */
+  private endHeaders(): boolean {
     if (this.droppedForCount > 0)
       this.cuts.push(
         `${this.droppedForCount} headers past the ${this.limits.maxHeaders}-header limit dropped`,
@@ -185,11 +230,6 @@ export class FrameFilter extends Transform {
       this.cuts.push(
         `${this.droppedForBytes} headers past the ${this.limits.maxHeaderBytes}-byte header size limit dropped`,
       );
-    if (this.cuts.length > 0) {
-      this.cutFrames++;
-      out.push(Buffer.from(`${CUT_HEADER}:${this.cuts.slice(0, 4).join('; ')}\n`, 'utf8'));
-    }
-    out.push(crlf ? CRLF : EOL);
     if (this.contentLength !== null) {
       // The body, then its NUL.
       this.bodyLeft = this.contentLength + 1;
@@ -197,11 +237,28 @@ export class FrameFilter extends Transform {
     } else {
       this.state = 'body-nul';
     }
+    if (this.cuts.length === 0) return false;
+    this.cutFrames++;
+    return true;
+  }
+
+  /** The header that says what was cut from the current frame. */
+  private marker(): Buffer {
+    return Buffer.from(`${CUT_HEADER}:${this.cuts.slice(0, 4).join('; ')}\n`, 'utf8');
   }
 }
 
 const EOL = Buffer.from('\n');
 const CRLF = Buffer.from('\r\n');
+const CUT_PREFIX = Buffer.from(`${CUT_HEADER}:`);
+const LENGTH_PREFIX = Buffer.from('content-length:');
+
+function startsWith(chunk: Buffer, start: number, end: number, prefix: Buffer): boolean {
+  return (
+    end - start >= prefix.length &&
+    chunk.compare(prefix, 0, prefix.length, start, start + prefix.length) === 0
+  );
+}
 
 /** A header name as it can appear in CUT_HEADER's value: short, and free of STOMP escapes. */
 function describe(name: string): string {
