@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import type { FrameFilterLimits } from '../../src/messaging/frame-filter.js';
 import { sampleStf } from '../../workers/sampler.js';
 import { startTestAgent, type TestAgent } from '../support/agent.js';
-import { type Collector, TestPeer, uniqueTopic } from '../support/broker.js';
+import { brokerKind, type Collector, TestPeer, uniqueTopic } from '../support/broker.js';
 import { type MonitorDouble, startMonitorDouble } from '../support/monitor-double.js';
 
 const RUN = '102001';
@@ -122,6 +122,43 @@ describe('the agent under hostile input, through the real broker', () => {
     expect((await a.agent.metrics.messagesRejected.get()).values[0]?.labels.code).toBe(
       'MESSAGE_HEADERS_TOO_LARGE',
     );
+  });
+
+  it('handles a 100 KB header and 5,000 headers as each broker passes them on', async () => {
+    const deadLetters = await peer.collect(`${topic}.dlq`);
+    const a = await agent({ FASTMON_DEAD_LETTER: `${topic}.dlq` });
+    const many = Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`x-h${i}`, String(i)]));
+    if (brokerKind() === 'classic') {
+      // ActiveMQ Classic refuses such SEND frames itself (10 KiB lines, 1,000 headers): the producer
+      // gets an ERROR and no receipt, and nothing reaches the agent.
+      const refused = async (headers: Record<string, string>) => {
+        const producer = await TestPeer.connect();
+        const sent = await Promise.race([
+          producer.publish(topic, stfReady(1), headers).then(() => true),
+          new Promise<boolean>((r) => setTimeout(() => r(false), 2000)),
+        ]);
+        await producer.close();
+        return !sent;
+      };
+      expect(await refused({ 'x-trace': 't'.repeat(100_000) })).toBe(true);
+      expect(await refused(many)).toBe(true);
+    } else {
+      // Artemis passes both on; each is refused alone, with the limit, and dead-lettered.
+      await peer.publish(topic, stfReady(1), { 'x-trace': 't'.repeat(100_000) });
+      await peer.publish(topic, stfReady(3), many);
+      await deadLetters.waitFor((c) => c.messages.length === 2, 15_000, 'two dead letters');
+      const reasons = deadLetters.bodies().map((b) => String(b.reason));
+      expect(reasons[0]).toMatch(/header x-trace of \d+ bytes over the 65536-byte line limit dropped/);
+      expect(reasons[1]).toMatch(/headers past the 1100-header limit dropped/);
+      expect(deadLetters.bodies().map((b) => b.code)).toEqual([
+        'MESSAGE_HEADERS_TOO_LARGE',
+        'MESSAGE_HEADERS_TOO_LARGE',
+      ]);
+    }
+    await peer.publish(topic, stfReady(2));
+    await seen.waitFor((c) => registered(c).length === 7, 15_000, 'the valid STF after them');
+    expect(double.fastmonFiles.every((r) => r.stf_file === stfName(2))).toBe(true);
+    expect(await value(a.agent.metrics.reconnects)).toBe(0);
   });
 
   it.each([
