@@ -7,6 +7,8 @@ import { Writable } from 'node:stream';
 import { Agent } from '../../src/agent/agent.js';
 import { parseArgs } from '../../src/config/args.js';
 import { type Config, loadConfig } from '../../src/config/load.js';
+import type { Logger } from '../../src/log/logger.js';
+import type { MonitorLogShipper } from '../../src/log/monitor-logs.js';
 import type { FrameFilterLimits } from '../../src/messaging/frame-filter.js';
 import { brokerAddress } from './broker.js';
 import { type CapturedLogs, captureLogs } from './logs.js';
@@ -29,6 +31,10 @@ export interface TestAgentOptions {
   consume?: boolean;
   /** Command-line flags, e.g. ['--namespace', 'x']. */
   args?: string[];
+  /** Instead of the captured logger (its lines are then not in `logs`). */
+  logger?: Logger;
+  logShipper?: MonitorLogShipper;
+  metricsPort?: boolean;
   /** Lower inbound frame limits, to reach them through a broker that refuses larger frames. */
   frameLimits?: FrameFilterLimits;
 }
@@ -64,9 +70,11 @@ export async function startTestAgent(options: TestAgentOptions = {}): Promise<Te
   });
   const agent = new Agent({
     config,
-    logger: logs.logger,
+    logger: options.logger ?? logs.logger,
     stdout: out,
     consume: options.consume,
+    logShipper: options.logShipper,
+    metricsPort: options.metricsPort,
     frameLimits: options.frameLimits,
   });
   await agent.start();
