@@ -20,6 +20,7 @@ import {
   runFromFilename,
   type StfReady,
 } from '../messaging/codec.js';
+import type { FrameFilterLimits } from '../messaging/frame-filter.js';
 import { type InboundMessage, StompConnection } from '../messaging/stomp.js';
 import { planSubscriptions, type Role } from '../messaging/subscriptions.js';
 import { MonitorClient } from '../monitor/client.js';
@@ -76,11 +77,13 @@ export interface AgentOptions {
   metricsPort?: boolean;
   /** The logger's AppLog shipper (createLogger's `ship`): named once the agent has its name, closed last. */
   logShipper?: MonitorLogShipper;
+  /** What inbound frames are cut down to (default FRAME_LIMITS, src/messaging/limits.ts). */
+  frameLimits?: FrameFilterLimits;
 }
 
 export class Agent {
   readonly metrics: Metrics = createMetrics();
-  readonly runs = new RunStates();
+  readonly runs: RunStates;
   private name = '';
   private get inline(): boolean {
     return this.options.inline ?? this.options.config.agent.inline;
@@ -107,6 +110,19 @@ export class Agent {
   constructor(private readonly options: AgentOptions) {
     this.config = options.config;
     this.logger = options.logger;
+    this.runs = new RunStates({
+      maxRuns: this.config.agent.maxRuns,
+      idleTimeoutMs: this.config.agent.runIdleTimeoutS * 1000,
+      onRefused: (runId) => {
+        this.metrics.runsRefused.inc();
+        // Once per refused id would be a log line per STF: the first one of each hundred says it.
+        if (this.runs.refused % 100 === 1)
+          this.logger.warn(
+            { run: runId, maxRuns: this.config.agent.maxRuns, refused: this.runs.refused },
+            'too many runs tracked at once: this run gets no per-run counts or summaries',
+          );
+      },
+    });
   }
 
   get agentName(): string {
@@ -180,6 +196,8 @@ export class Agent {
         heartbeatMs: config.broker.heartbeatMs,
         clientId: config.broker.clientId || this.name,
         reconnectMaxMs: config.broker.reconnectMaxMs,
+        maxBodyBytes: config.agent.maxMessageBytes,
+        frameLimits: this.options.frameLimits,
         logger,
       });
       this.broker.on('connected', (first: boolean) => {
@@ -291,6 +309,7 @@ export class Agent {
       processedBy: () => this.name,
       outboxDepth: () => this.deferred?.depth ?? null,
       intervalS: config.agent.summaryIntervalS,
+      idleTimeoutS: config.agent.runIdleTimeoutS,
       logger,
       metrics: this.metrics,
     });
@@ -575,6 +594,18 @@ export class Agent {
       message.ack();
       return;
     }
+    if (message.refusal) {
+      // Over a frame limit: this message alone is refused; the connection stays up. Beside a shared
+      // queue, the lifecycle subscription leaves the refusal to the queue's consumer (refused once).
+      if (role === 'lifecycle') {
+        message.ack();
+        return;
+      }
+      const { code, reason } = message.refusal;
+      await this.refuse(message.body, message.messageId, code, reason, { headers: headerNames(message) });
+      message.ack();
+      return;
+    }
     if (await this.reissued(message, role)) return;
     // Counts are per delivery: the last attempt's outcome is what this delivery counts as.
     let last: StfResult | undefined;
@@ -651,7 +682,12 @@ export class Agent {
     const run = this.runs.apply(message);
     const log = logger.child({ run: message.runId, msgId: messageId });
     if (!run) {
-      log.warn({ msgType: message.msgType }, 'lifecycle message without run_id ignored');
+      if (message.runId)
+        log.warn(
+          { msgType: message.msgType },
+          'lifecycle message of an untracked run (agent.max_runs reached)',
+        );
+      else log.warn({ msgType: message.msgType }, 'lifecycle message without run_id ignored');
       return;
     }
     log.info(
@@ -713,4 +749,10 @@ export class Agent {
     if (!this.scheduler) throw new FastmonError('SHUTDOWN', 'agent not started');
     return this.scheduler;
   }
+}
+
+/** How many headers a refused frame kept, and a few of their names, for the log line. */
+function headerNames(message: InboundMessage): { count: number; first: string[] } {
+  const names = Object.keys(message.headers);
+  return { count: names.length, first: names.slice(0, 8).map((n) => n.slice(0, 64)) };
 }

@@ -1,5 +1,7 @@
 // Every configuration key: where it comes from (flag, env, TOML), its default, and how it is checked.
 
+import { DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RUNS, DEFAULT_RUN_IDLE_TIMEOUT_S } from '../messaging/limits.js';
+
 /**
  * The table is the single source of truth: the loader, `--print-config`, `--help` and the README's
  * configuration table (checked by a test) are all derived from it.
@@ -365,11 +367,30 @@ export const KEYS: readonly KeySpec[] = [
   {
     key: 'agent.max_message_bytes',
     type: 'int',
-    default: 1048576,
+    default: DEFAULT_MAX_BODY_BYTES,
     env: 'FASTMON_MAX_MESSAGE_BYTES',
     flag: 'max-message-bytes',
     min: 1024,
-    doc: 'Messages larger than this are refused unparsed.',
+    doc: 'Messages larger than this are refused unparsed (only this much of one is held in memory).',
+  },
+  // Bounds on run bookkeeping (issue 15): no input can make the agent track runs without end.
+  {
+    key: 'agent.run_idle_timeout_s',
+    type: 'number',
+    default: DEFAULT_RUN_IDLE_TIMEOUT_S,
+    env: 'FASTMON_RUN_IDLE_TIMEOUT_S',
+    flag: 'run-idle-timeout-s',
+    min: 1,
+    doc: 'A run without any message for this long is closed with a final fastmon_summary saying it timed out.',
+  },
+  {
+    key: 'agent.max_runs',
+    type: 'int',
+    default: DEFAULT_MAX_RUNS,
+    env: 'FASTMON_MAX_RUNS',
+    flag: 'max-runs',
+    min: 1,
+    doc: 'Runs tracked at once; STFs of further runs are still sampled, without per-run counts (fastmon_runs_refused_total).',
   },
   {
     key: 'agent.http_host',

@@ -64,6 +64,8 @@ export interface Config {
     httpPortSet: boolean;
     drainTimeoutS: number;
     summaryIntervalS: number;
+    runIdleTimeoutS: number;
+    maxRuns: number;
     endRunGraceS: number;
   };
   sampling: SamplingSettings;
@@ -305,6 +307,8 @@ function build(v: Map<string, unknown>): Config {
       httpPortSet: false,
       drainTimeoutS: get('agent.drain_timeout_s'),
       summaryIntervalS: get('agent.summary_interval_s'),
+      runIdleTimeoutS: get('agent.run_idle_timeout_s'),
+      maxRuns: get('agent.max_runs'),
       endRunGraceS: get('agent.end_run_grace_s'),
     },
     scan: {

@@ -9,6 +9,7 @@ import { parseArgs } from '../../src/config/args.js';
 import { type Config, loadConfig } from '../../src/config/load.js';
 import type { Logger } from '../../src/log/logger.js';
 import type { MonitorLogShipper } from '../../src/log/monitor-logs.js';
+import type { FrameFilterLimits } from '../../src/messaging/frame-filter.js';
 import { brokerAddress } from './broker.js';
 import { type CapturedLogs, captureLogs } from './logs.js';
 import type { MonitorDouble } from './monitor-double.js';
@@ -34,6 +35,8 @@ export interface TestAgentOptions {
   logger?: Logger;
   logShipper?: MonitorLogShipper;
   metricsPort?: boolean;
+  /** Lower inbound frame limits, to reach them through a broker that refuses larger frames. */
+  frameLimits?: FrameFilterLimits;
 }
 
 export async function startTestAgent(options: TestAgentOptions = {}): Promise<TestAgent> {
@@ -74,6 +77,7 @@ export async function startTestAgent(options: TestAgentOptions = {}): Promise<Te
     consume: options.consume,
     logShipper: options.logShipper,
     metricsPort: options.metricsPort,
+    frameLimits: options.frameLimits,
   });
   await agent.start();
   return { agent, config, logs, stdout, stop: () => agent.stop('test finished') };
