@@ -27,6 +27,7 @@ import { createInlineExecutor, createPool, type StfExecutor } from '../scheduler
 import { Scheduler, type StfResult } from '../scheduler/scheduler.js';
 import { type Broadcaster, StompBroadcaster, StreamBroadcaster } from '../sinks/broadcast.js';
 import { CatalogRegistrar } from '../sinks/catalog.js';
+import { DbRegistrar } from '../sinks/db-registrar.js';
 import { MonitorRegistrar, type Registrar } from '../sinks/registrar.js';
 import { DeferredSamples } from './deferred.js';
 import { Heartbeats, type OperationalState, osUser } from './heartbeat.js';
@@ -138,15 +139,27 @@ export class Agent {
       });
       this.monitor = new MonitorClient(http);
       this.name = `fastmon-agent-${osUser()}-${await this.agentId(this.monitor, signal)}`;
-      this.registrar = new MonitorRegistrar(this.monitor, logger);
+      if (!config.monitorDb.url) this.registrar = new MonitorRegistrar(this.monitor, logger);
     } else {
       this.name = `fastmon-agent-${osUser()}-local-${process.pid}`;
-      this.registrar = await CatalogRegistrar.open(config.agent.catalog, logger);
-      logger.info(
-        { catalog: (this.registrar as CatalogRegistrar).file },
-        'no SWF_MONITOR_URL: registering into the local catalog',
-      );
+      if (!config.monitorDb.url) {
+        this.registrar = await CatalogRegistrar.open(config.agent.catalog, logger);
+        logger.info(
+          { catalog: (this.registrar as CatalogRegistrar).file },
+          'no SWF_MONITOR_URL: registering into the local catalog',
+        );
+      }
     }
+    // SWF_MONITOR_DB_URL: rows straight into swf-monitor's tables; identity, heartbeats stay on REST.
+    this.registrar ??= await DbRegistrar.open(
+      {
+        ...config.monitorDb,
+        logger,
+        observe: (table, _rows, seconds, ok) =>
+          this.metrics.monitorRequests.observe({ method: 'SQL', endpoint: table, status: ok ? 'ok' : 'error' }, seconds),
+      },
+      signal,
+    );
     const identity = { sender: this.name, namespace: config.agent.namespace || null };
     let broadcaster: Broadcaster;
     if (config.broker.host) {
@@ -182,7 +195,7 @@ export class Agent {
       logger.info('no ACTIVEMQ_HOST: notifications are printed to stdout');
     }
     this.broadcaster = broadcaster;
-    if (this.monitor) {
+    if (this.registrar.kind !== 'catalog') {
       this.deferred = await DeferredSamples.open({
         config,
         logger,

@@ -6,6 +6,7 @@ import { connect as tlsConnect } from 'node:tls';
 // The empty type import lets TypeScript (NodeNext) resolve 'vitest' for the augmentation below.
 import type {} from 'vitest';
 import type { TestProject } from 'vitest/node';
+import { providePostgres } from './postgres-probe.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -88,6 +89,7 @@ export default async function setup({ provide }: TestProject): Promise<void> {
   const tlsCa = process.env.FASTMON_TEST_STOMP_TLS_CA || DEFAULT_TLS_CA;
   provide('stompHost', host);
   provide('stompPort', port);
+  await providePostgres(provide); // test/setup/postgres.sh's cluster (issue 14)
 
   const failure = await probeStomp(() => new Socket().connect(port, host), 'connect');
   if (failure !== null) {
