@@ -244,7 +244,9 @@ describe('the PostgreSQL registrar', () => {
     const rest = restRegistrar();
     const viaRest = await rest.register(samples(9)[0] as SampleRecord).catch((e) => e);
     expect(viaRest.code).toBe('MONITOR_REJECTED');
-    expect(viaRest.details.response.stf_file).toEqual([`Object with stf_filename=${stfName(9)} does not exist.`]);
+    expect(viaRest.details.response.stf_file).toEqual([
+      `Object with stf_filename=${stfName(9)} does not exist.`,
+    ]);
   });
 
   it('rejects only the bad row of a batch the database refuses, and writes the others', async () => {
@@ -254,10 +256,19 @@ describe('the PostgreSQL registrar', () => {
     const tooLong = { ...(samples(2)[4] as SampleRecord), checksum: 'x'.repeat(65) };
     const records = [...samples(1), bad, tooLong, samples(2)[5] as SampleRecord];
     const settled = await Promise.allSettled(records.map((r) => direct.register(r)));
-    expect(settled.map((s) => s.status)).toEqual([...Array(7).fill('fulfilled'), 'rejected', 'rejected', 'fulfilled']);
-    const reasons = settled.filter((s) => s.status === 'rejected').map((s) => (s as PromiseRejectedResult).reason);
+    expect(settled.map((s) => s.status)).toEqual([
+      ...Array(7).fill('fulfilled'),
+      'rejected',
+      'rejected',
+      'fulfilled',
+    ]);
+    const reasons = settled
+      .filter((s) => s.status === 'rejected')
+      .map((s) => (s as PromiseRejectedResult).reason);
     expect(reasons.every((e) => isFastmonError(e, 'MONITOR_REJECTED'))).toBe(true);
-    expect(reasons[1].details.response.checksum).toEqual(['Ensure this field has no more than 64 characters.']);
+    expect(reasons[1].details.response.checksum).toEqual([
+      'Ensure this field has no more than 64 characters.',
+    ]);
     expect((await db.pool.query('SELECT count(*)::int AS n FROM swf_fastmon_files')).rows[0].n).toBe(8);
   });
 
@@ -296,7 +307,11 @@ describe('the start-up check of the tables', () => {
     ],
     [
       'a missing column',
-      (d) => d.replace('  checksum varchar(64) NULL,\n  status varchar(20) NOT NULL,\n  metadata jsonb NULL,\n  created_at', '  status varchar(20) NOT NULL,\n  metadata jsonb NULL,\n  created_at'),
+      (d) =>
+        d.replace(
+          '  checksum varchar(64) NULL,\n  status varchar(20) NOT NULL,\n  metadata jsonb NULL,\n  created_at',
+          '  status varchar(20) NOT NULL,\n  metadata jsonb NULL,\n  created_at',
+        ),
       /table swf_fastmon_files, column checksum: missing/,
     ],
     [
@@ -306,15 +321,27 @@ describe('the start-up check of the tables', () => {
     ],
     [
       'a shorter varchar',
-      (d) => d.replace('stf_filename varchar(255) NOT NULL CONSTRAINT', 'stf_filename varchar(100) NOT NULL CONSTRAINT'),
+      (d) =>
+        d.replace(
+          'stf_filename varchar(255) NOT NULL CONSTRAINT',
+          'stf_filename varchar(100) NOT NULL CONSTRAINT',
+        ),
       /table swf_stf_files, column stf_filename: varchar\(100\) is shorter/,
     ],
     [
       'a name no longer unique',
-      (d) => d.replace('tf_filename varchar(255) NOT NULL CONSTRAINT swf_fastmon_files_tf_filename_key UNIQUE', 'tf_filename varchar(255) NOT NULL'),
+      (d) =>
+        d.replace(
+          'tf_filename varchar(255) NOT NULL CONSTRAINT swf_fastmon_files_tf_filename_key UNIQUE',
+          'tf_filename varchar(255) NOT NULL',
+        ),
       /table swf_fastmon_files, column tf_filename: not unique/,
     ],
-    ['a missing table', (d) => d.slice(0, d.indexOf('CREATE TABLE swf_fastmon_files')), /table swf_fastmon_files: not found/],
+    [
+      'a missing table',
+      (d) => d.slice(0, d.indexOf('CREATE TABLE swf_fastmon_files')),
+      /table swf_fastmon_files: not found/,
+    ],
   ];
 
   for (const [what, change, message] of broken) {

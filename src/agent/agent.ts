@@ -156,10 +156,18 @@ export class Agent {
         ...config.monitorDb,
         logger,
         observe: (table, _rows, seconds, ok) =>
-          this.metrics.monitorRequests.observe({ method: 'SQL', endpoint: table, status: ok ? 'ok' : 'error' }, seconds),
+          this.metrics.monitorRequests.observe(
+            { method: 'SQL', endpoint: table, status: ok ? 'ok' : 'error' },
+            seconds,
+          ),
       },
       signal,
-    );
+    ).catch(async (err: unknown) => {
+      // Refused (tables changed, wrong password) or stopped: close what start() opened so far.
+      await this.ops?.close();
+      await this.monitor?.http.close();
+      throw err;
+    });
     const identity = { sender: this.name, namespace: config.agent.namespace || null };
     let broadcaster: Broadcaster;
     if (config.broker.host) {

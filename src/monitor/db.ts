@@ -19,7 +19,10 @@ export function checkMonitorDbUrl(url: string): void {
   try {
     parsed = new URL(url);
   } catch {
-    throw new FastmonError('CONFIG_INVALID', 'monitor_db.url: not a URL (expected postgresql://user:password@host:port/database)');
+    throw new FastmonError(
+      'CONFIG_INVALID',
+      'monitor_db.url: not a URL (expected postgresql://user:password@host:port/database)',
+    );
   }
   if (parsed.password) {
     registerSecret(parsed.password);

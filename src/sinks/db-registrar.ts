@@ -1,6 +1,7 @@
 // TF samples (and disk-found STFs) written straight into swf-monitor's PostgreSQL, in group commits.
 
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { FastmonError, isFastmonError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
@@ -148,7 +149,14 @@ function prepareSample(s: SampleRecord): PreparedSample | FastmonError {
     checkInt('tf_last', s.tfLast) ??
     checkInt('tf_count', s.tfCount);
   if (problem) return problem;
-  return { id: randomUUID(), sample: s, tfFilename, stfFilename, checksum, metadata: JSON.stringify(s.metadata) };
+  return {
+    id: randomUUID(),
+    sample: s,
+    tfFilename,
+    stfFilename,
+    checksum,
+    metadata: JSON.stringify(s.metadata),
+  };
 }
 
 interface PreparedStf {
@@ -226,7 +234,7 @@ export class DbRegistrar implements Registrar {
         await checkSchema(pool);
         break;
       } catch (err) {
-        if (isFastmonError(err, 'MONITOR_DB_SCHEMA') || isPermanentConnectError(err) || signal?.aborted) {
+        if (isFastmonError(err, 'MONITOR_DB_SCHEMA') || isPermanentConnectError(err)) {
           await pool.end().catch(() => {});
           throw isFastmonError(err) ? err : unavailable(err, `cannot use ${where}`);
         }
@@ -234,7 +242,11 @@ export class DbRegistrar implements Registrar {
           { code: 'MONITOR_UNAVAILABLE', database: where },
           `${unavailable(err, 'not reachable').message}; retrying in ${delay} ms`,
         );
-        await new Promise((r) => setTimeout(r, delay));
+        const stopped = await sleep(delay, false, { signal }).catch(() => true);
+        if (stopped) {
+          await pool.end().catch(() => {});
+          throw new FastmonError('SHUTDOWN', `stopped while waiting for ${where}`);
+        }
         delay = Math.min(delay * 2, 10_000);
       }
     }
@@ -276,7 +288,9 @@ export class DbRegistrar implements Registrar {
         .query(INSERT_RUN, [runNumber, new Date()])
         .then(() => undefined)
         .catch((err) => {
-          throw isRowError(err) ? rejected('run_number', String(err.message)) : unavailable(err, 'Run insert');
+          throw isRowError(err)
+            ? rejected('run_number', String(err.message))
+            : unavailable(err, 'Run insert');
         });
       this.runs.set(runNumber, done);
       done.catch(() => this.runs.delete(runNumber));
@@ -302,7 +316,8 @@ export class DbRegistrar implements Registrar {
     } catch (err) {
       this.options.observe?.('swf_stf_files', batch.length, (performance.now() - started) / 1000, false);
       if (!isRowError(err)) throw unavailable(err, 'StfFile batch');
-      if (batch.length === 1) return [{ ok: false, error: rejected('stf_filename', String((err as Error).message)) }];
+      if (batch.length === 1)
+        return [{ ok: false, error: rejected('stf_filename', String((err as Error).message)) }];
       const half = Math.ceil(batch.length / 2);
       return [...(await this.writeStfs(batch.slice(0, half))), ...(await this.writeStfs(batch.slice(half)))];
     }
@@ -357,7 +372,10 @@ export class DbRegistrar implements Registrar {
         return [{ ok: false, error: rejected('tf_filename', String((err as Error).message)) }];
       }
       const half = Math.ceil(batch.length / 2);
-      return [...(await this.writeUnique(batch.slice(0, half))), ...(await this.writeUnique(batch.slice(half)))];
+      return [
+        ...(await this.writeUnique(batch.slice(0, half))),
+        ...(await this.writeUnique(batch.slice(half))),
+      ];
     }
     const results: ItemResult<Registered>[] = [];
     const raced: number[] = [];
@@ -366,7 +384,10 @@ export class DbRegistrar implements Registrar {
       if (row?.created_id) {
         results.push({ ok: true, value: { tfFileId: row.created_id, created: true } });
       } else if (row?.existing_id) {
-        results.push({ ok: true, value: this.existing(b, row.existing_id, row.existing_stf, row.tf_first, row.tf_last) });
+        results.push({
+          ok: true,
+          value: this.existing(b, row.existing_id, row.existing_stf, row.tf_first, row.tf_last),
+        });
       } else if (row && !row.stf_known) {
         // The API's SlugRelatedField answer, word for word.
         results.push({
@@ -386,7 +407,9 @@ export class DbRegistrar implements Registrar {
   private async resolveRaced(batch: PreparedSample[], raced: number[], results: ItemResult<Registered>[]) {
     let found: Map<string, { tf_file_id: string; stf_filename: string; tf_first: number; tf_last: number }>;
     try {
-      const { rows } = await this.pool.query(FIND_SAMPLES, [raced.map((i) => (batch[i] as PreparedSample).tfFilename)]);
+      const { rows } = await this.pool.query(FIND_SAMPLES, [
+        raced.map((i) => (batch[i] as PreparedSample).tfFilename),
+      ]);
       found = new Map(rows.map((r) => [r.tf_filename, r]));
     } catch (err) {
       const error = unavailable(err, 'FastMonFile read-back');

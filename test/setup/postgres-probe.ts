@@ -36,9 +36,13 @@ export async function providePostgres(provide: TestProject['provide']): Promise<
     '(`npm test` runs that script through its `pretest` step; `npx vitest` does not.)\n' +
     'Point the tests at another server with FASTMON_TEST_PG_URL (a role that may CREATE DATABASE).';
   if (process.env.CI !== 'true' && process.env.FASTMON_TESTS_WITHOUT_POSTGRES === '1') {
-    process.stderr.write(`\n!!! FASTMON_TESTS_WITHOUT_POSTGRES=1: PostgreSQL tests will not run.\n${diagnosis}\n\n`);
+    process.stderr.write(
+      `\n!!! FASTMON_TESTS_WITHOUT_POSTGRES=1: PostgreSQL tests will not run.\n${diagnosis}\n\n`,
+    );
     provide('pgUrl', '');
     return;
   }
-  throw new Error(`${diagnosis}\nOnly outside CI, FASTMON_TESTS_WITHOUT_POSTGRES=1 runs the suite without it.`);
+  throw new Error(
+    `${diagnosis}\nOnly outside CI, FASTMON_TESTS_WITHOUT_POSTGRES=1 runs the suite without it.`,
+  );
 }
