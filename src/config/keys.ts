@@ -262,7 +262,9 @@ export const KEYS: readonly KeySpec[] = [
     check: ((v: string) =>
       v === '' || /^postgres(ql)?:\/\//.test(v)
         ? undefined
-        : 'expected postgresql://user:password@host:port/database') as (v: never) => string | undefined,
+        : 'expected a postgresql:// URL (user, password, host, port, database)') as (
+      v: never,
+    ) => string | undefined,
     doc: "postgresql:// URL of swf-monitor's database: FastMonFile (and, scanning, Run/StfFile) rows go there in batches instead of REST POSTs. Empty: REST. The password is never logged.",
   },
   {

@@ -21,7 +21,7 @@ export function checkMonitorDbUrl(url: string): void {
   } catch {
     throw new FastmonError(
       'CONFIG_INVALID',
-      'monitor_db.url: not a URL (expected postgresql://user:password@host:port/database)',
+      'monitor_db.url: not a URL (expected a postgresql:// URL with user, password, host, port, database)',
     );
   }
   if (parsed.password) {
