@@ -301,16 +301,20 @@ export class DbRegistrar implements Registrar {
   private async writeStfs(batch: PreparedStf[]): Promise<ItemResult<void>[]> {
     const started = performance.now();
     try {
-      await this.pool.query(INSERT_STFS, [
-        batch.map((b) => b.id),
-        batch.map((b) => b.stfFilename),
-        batch.map((b) => b.stf.runNumber),
-        batch.map((b) => b.stf.sizeBytes),
-        batch.map((b) => b.checksum),
-        batch.map((b) => b.machineState),
-        batch.map((b) => b.metadata),
-        batch.map((b) => b.stf.tfCount),
-      ]);
+      await this.pool.query({
+        name: 'fastmon-insert-stfs',
+        text: INSERT_STFS,
+        values: [
+          batch.map((b) => b.id),
+          batch.map((b) => b.stfFilename),
+          batch.map((b) => b.stf.runNumber),
+          batch.map((b) => b.stf.sizeBytes),
+          batch.map((b) => b.checksum),
+          batch.map((b) => b.machineState),
+          batch.map((b) => b.metadata),
+          batch.map((b) => b.stf.tfCount),
+        ],
+      });
       this.options.observe?.('swf_stf_files', batch.length, (performance.now() - started) / 1000, true);
       return batch.map(() => ({ ok: true, value: undefined }));
     } catch (err) {
@@ -352,17 +356,22 @@ export class DbRegistrar implements Registrar {
     let rows: SampleRow[];
     try {
       rows = (
-        await this.pool.query<SampleRow>(INSERT_SAMPLES, [
-          batch.map((b) => b.id),
-          batch.map((b) => b.tfFilename),
-          batch.map((b) => b.stfFilename),
-          batch.map((b) => b.sample.fileSizeBytes),
-          batch.map((b) => b.checksum),
-          batch.map((b) => b.metadata),
-          batch.map((b) => b.sample.tfFirst),
-          batch.map((b) => b.sample.tfLast),
-          batch.map((b) => b.sample.tfCount),
-        ])
+        await this.pool.query<SampleRow>({
+          // Named: each connection parses and plans it once, not once per batch.
+          name: 'fastmon-insert-samples',
+          text: INSERT_SAMPLES,
+          values: [
+            batch.map((b) => b.id),
+            batch.map((b) => b.tfFilename),
+            batch.map((b) => b.stfFilename),
+            batch.map((b) => b.sample.fileSizeBytes),
+            batch.map((b) => b.checksum),
+            batch.map((b) => b.metadata),
+            batch.map((b) => b.sample.tfFirst),
+            batch.map((b) => b.sample.tfLast),
+            batch.map((b) => b.sample.tfCount),
+          ],
+        })
       ).rows;
       this.options.observe?.('swf_fastmon_files', batch.length, (performance.now() - started) / 1000, true);
     } catch (err) {
