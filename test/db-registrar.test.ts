@@ -296,6 +296,30 @@ describe('the PostgreSQL registrar', () => {
       await proxy.close();
     }
   });
+
+  it('fails the samples as MONITOR_UNAVAILABLE when the database does not answer in time', async () => {
+    await seedStfs(db.pool, RUN, [stfName(1)]);
+    const direct = await dbRegistrar({ timeoutMs: 400 });
+    const locker = await db.pool.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE swf_fastmon_files IN ACCESS EXCLUSIVE MODE');
+      const started = Date.now();
+      const settled = await Promise.allSettled(samples(1).map((r) => direct.register(r)));
+      expect(Date.now() - started).toBeLessThan(5000);
+      for (const s of settled) {
+        expect(s.status).toBe('rejected');
+        const err = (s as PromiseRejectedResult).reason;
+        expect(err.code).toBe('MONITOR_UNAVAILABLE');
+        expect(err.details).toEqual({ sqlstate: '57014' }); // canceled by statement_timeout
+      }
+    } finally {
+      await locker.query('ROLLBACK');
+      locker.release();
+    }
+    const back = await Promise.all(samples(1).map((r) => direct.register(r)));
+    expect(back.every((r) => r.created)).toBe(true);
+  });
 });
 
 describe('the start-up check of the tables', () => {

@@ -188,6 +188,12 @@ describe('the agent with SWF_MONITOR_DB_URL', () => {
       /TF sample not registered: .*Object with stf_filename=swf.101993.000404.stf does not exist/,
     );
     expect(await fastmonRows(db.pool)).toHaveLength(7);
+    // As for swf-monitor's 400: retried a few times (the STF may be registered meanwhile), then acknowledged.
+    const refusals = () => a.logs.records().filter((r) => r.code === 'MONITOR_REJECTED').length;
+    await waitUntil(() => refusals() === 5 * 7, 'five attempts of seven samples', 20_000);
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(refusals()).toBe(5 * 7);
+    expect(a.logs.records().filter((r) => r.msg === 'message not fully handled; retrying')).toHaveLength(4);
   });
 
   it('keeps the samples in the outbox while the database is down and drains it when it is back', async () => {
