@@ -1,4 +1,6 @@
 // Vitest globalSetup helper: checks that the test PostgreSQL answers and hands its URL to the tests.
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import pg from 'pg';
 import type {} from 'vitest';
 import type { TestProject } from 'vitest/node';
@@ -10,11 +12,14 @@ declare module 'vitest' {
   }
 }
 
-/** The private cluster of test/setup/postgres.sh (a test-only password, loopback only). */
-export const DEFAULT_PG_URL = 'postgresql://fastmon_test:fastmon-test-pg-secret@127.0.0.1:54329/fastmon_test';
+/** The private cluster of test/setup/postgres.sh (a test-only password, loopback only): it says its URL. */
+function defaultUrl(): string {
+  const script = path.resolve(import.meta.dirname, 'postgres.sh');
+  return execFileSync('bash', [script, 'url'], { encoding: 'utf8' }).trim();
+}
 
 export async function providePostgres(provide: TestProject['provide']): Promise<void> {
-  const url = process.env.FASTMON_TEST_PG_URL || DEFAULT_PG_URL;
+  const url = process.env.FASTMON_TEST_PG_URL || defaultUrl();
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
   let failure: string | null = null;
   try {
