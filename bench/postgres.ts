@@ -286,7 +286,12 @@ async function endToEnd(url: string): Promise<Row[]> {
 export async function postgres(): Promise<Row[]> {
   const db = await benchDatabase();
   try {
-    return [...(await rowsScenario(db.url)), ...(await endToEnd(db.url))];
+    // FASTMON_BENCH_PG_PARTS=rows or e2e runs one half (for profiling); both by default.
+    const parts = process.env.FASTMON_BENCH_PG_PARTS?.split(',') ?? ['rows', 'e2e'];
+    return [
+      ...(parts.includes('rows') ? await rowsScenario(db.url) : []),
+      ...(parts.includes('e2e') ? await endToEnd(db.url) : []),
+    ];
   } finally {
     await db.drop();
   }

@@ -44,29 +44,38 @@ const INT32_MAX = 2147483647;
  * committed before the batch began, never this statement's own inserts.
  */
 const INSERT_SAMPLES = `
-WITH input AS (
-  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::jsonb[],
-                       $7::int[], $8::int[], $9::int[])
+WITH input AS MATERIALIZED (
+  SELECT t.*, s.file_id AS stf_id
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::jsonb[],
+                $7::int[], $8::int[], $9::int[])
          WITH ORDINALITY AS t(id, tf_filename, stf_filename, size, checksum, metadata, tf_first, tf_last, tf_count, ord)
+    -- One index probe per row (LIMIT 1 keeps it a nested loop): never a scan of the whole STF table.
+    LEFT JOIN LATERAL (
+      SELECT file_id FROM swf_stf_files WHERE stf_filename = t.stf_filename LIMIT 1
+    ) s ON true
 ),
 inserted AS (
   INSERT INTO swf_fastmon_files (tf_file_id, tf_filename, file_size_bytes, checksum, status, metadata,
                                  created_at, updated_at, tf_count, tf_first, tf_last, stf_file_id)
-  SELECT i.id, i.tf_filename, i.size, i.checksum, 'registered', i.metadata,
-         now(), now(), i.tf_count, i.tf_first, i.tf_last, s.file_id
-    FROM input i JOIN swf_stf_files s ON s.stf_filename = i.stf_filename
-   ORDER BY i.ord
+  SELECT id, tf_filename, size, checksum, 'registered', metadata,
+         now(), now(), tf_count, tf_first, tf_last, stf_id
+    FROM input WHERE stf_id IS NOT NULL
+   ORDER BY ord
   ON CONFLICT (tf_filename) DO NOTHING
   RETURNING tf_file_id, tf_filename
 )
 SELECT i.ord::int AS ord, n.tf_file_id AS created_id,
-       e.tf_file_id AS existing_id, es.stf_filename AS existing_stf, e.tf_first, e.tf_last,
-       s.file_id IS NOT NULL AS stf_known
+       e.tf_file_id AS existing_id, e.stf_filename AS existing_stf, e.tf_first, e.tf_last,
+       i.stf_id IS NOT NULL AS stf_known
   FROM input i
   LEFT JOIN inserted n ON n.tf_filename = i.tf_filename
-  LEFT JOIN swf_fastmon_files e ON e.tf_filename = i.tf_filename
-  LEFT JOIN swf_stf_files es ON es.file_id = e.stf_file_id
-  LEFT JOIN swf_stf_files s ON s.stf_filename = i.stf_filename
+  -- Only rows not inserted look for an existing one (a one-time filter skips the probe for the others).
+  LEFT JOIN LATERAL (
+    SELECT f.tf_file_id, es.stf_filename, f.tf_first, f.tf_last
+      FROM swf_fastmon_files f JOIN swf_stf_files es ON es.file_id = f.stf_file_id
+     WHERE n.tf_file_id IS NULL AND f.tf_filename = i.tf_filename
+     LIMIT 1
+  ) e ON true
  ORDER BY i.ord`;
 
 /** Rows a concurrent writer committed after this batch's snapshot: read back once committed. */
