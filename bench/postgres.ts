@@ -3,7 +3,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import pg from 'pg';
 import { KEYS } from '../src/config/keys.js';
 import { stfFilename } from '../src/gen/plan.js';
@@ -15,7 +15,8 @@ import { MONITOR_DDL } from '../test/support/monitor-schema.js';
 import { sampleStf } from '../workers/sampler.js';
 import { percentile, withAgent } from './broker.js';
 import { quick, type Row, root, scratch } from './common.js';
-import { DoubleThread, flood, Listener, paced, type Setup } from './load.js';
+import { cpuShares, DoubleThread, flood, Listener, paced, type Setup } from './load.js';
+import { cpuSeconds } from './procfs.js';
 import { requireBroker, StompPeer } from './stomp-peer.js';
 
 const SETTINGS = { tfFilesPerStf: 7, tfSizeFraction: 0.15, tfSequenceStart: 1 };
@@ -159,6 +160,26 @@ async function throughRegistrar(
   }
 }
 
+/** CPU seconds of every PostgreSQL server process now (postmaster, backends, writers), by pid. */
+function postgresCpu(): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === 'postgres')
+        out.set(Number(entry), cpuSeconds(Number(entry)));
+    } catch {}
+  }
+  return out;
+}
+
+/** CPU seconds the server used between two readings (processes that ended meanwhile are not counted). */
+function postgresCpuSince(before: Map<number, number>): number {
+  let total = 0;
+  for (const [pid, now] of postgresCpu()) total += now - (before.get(pid) ?? 0);
+  return total;
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 async function rowsScenario(url: string): Promise<Row[]> {
@@ -243,7 +264,10 @@ async function endToEnd(url: string): Promise<Row[]> {
     );
     const dbKind = { ...defaults, env: { SWF_MONITOR_DB_URL: url } };
     await withAgent(setup, dbKind, 'agent → PostgreSQL', async (a) => {
+      const pgBefore = postgresCpu();
       const direct = await flood(setup, floodCount, a.label, a);
+      const pgMsPerStf = (postgresCpuSince(pgBefore) * 1000) / floodCount;
+      const cpu = (label: string) => cpuShares[label]?.agent ?? Number.NaN;
       rows.push(
         {
           name: `postgres e2e: throughput, agent → REST (double), ${floodCount} STFs`,
@@ -259,11 +283,32 @@ async function endToEnd(url: string): Promise<Row[]> {
           baseline: 'REST (double)',
           ratio: direct / rest,
         },
+        {
+          name: '  CPU per STF in the agent, → PostgreSQL',
+          value: cpu(a.label),
+          unit: 'ms',
+          baseline: '→ REST (double)',
+          ratio: cpu(a.label) / cpu('agent → REST (double)'),
+        },
+        {
+          name: '  CPU per STF in the PostgreSQL server meanwhile',
+          value: pgMsPerStf,
+          unit: 'ms',
+          baseline: 'agent → PostgreSQL',
+          ratio: pgMsPerStf / cpu(a.label),
+        },
       );
       const agent = sorted(
         (await paced(setup, rate, seconds, `${a.label} at ${rate}/s`, a.child.pid)).latencies,
       );
       for (const p of [50, 99]) {
+        rows.push({
+          name: `postgres e2e: latency at ${rate} STFs/s, p${p}, raw consumer (→ double)`,
+          value: percentile(rawLatency, p),
+          unit: 'ms',
+          baseline: '-',
+          ratio: 1,
+        });
         rows.push({
           name: `postgres e2e: latency at ${rate} STFs/s, p${p}, agent → PostgreSQL`,
           value: percentile(agent, p),
