@@ -12,6 +12,7 @@ import { sampleRecord } from '../src/scheduler/scheduler.js';
 import { DbRegistrar } from '../src/sinks/db-registrar.js';
 import type { SampleRecord } from '../src/sinks/registrar.js';
 import { MONITOR_DDL } from '../test/support/monitor-schema.js';
+import { adminQuery, dropDatabase } from '../test/support/pg-admin.js';
 import { sampleStf } from '../workers/sampler.js';
 import { percentile, withAgent } from './broker.js';
 import { quick, type Row, root, scratch } from './common.js';
@@ -31,25 +32,15 @@ function baseUrl(): string {
   );
 }
 
-async function admin(url: string, sql: string): Promise<void> {
-  const client = new pg.Client(url);
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
-
 /** A fresh database with swf-monitor's tables, for this bench run only. */
 async function benchDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
   const base = baseUrl();
   const name = `fastmon_bench_${randomUUID().replace(/-/g, '').slice(0, 10)}`;
-  await admin(base, `CREATE DATABASE ${name}`);
+  await adminQuery(base, `CREATE DATABASE ${name}`);
   const url = new URL(base);
   url.pathname = `/${name}`;
-  await admin(url.toString(), MONITOR_DDL);
-  return { url: url.toString(), drop: () => admin(base, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+  await adminQuery(url.toString(), MONITOR_DDL);
+  return { url: url.toString(), drop: () => dropDatabase(base, name) };
 }
 
 async function seedRun(pool: pg.Pool, run: number, names: string[]): Promise<void> {
@@ -254,70 +245,78 @@ async function endToEnd(url: string): Promise<Row[]> {
   const seconds = Number(process.env.FASTMON_BENCH_PACE_SECONDS) || (quick ? 2 : 15);
   const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
   const rows: Row[] = [];
+  const parts = pgParts();
+  const defaults = { raw: false as const, workers: 0, inline: false };
+  const dbKind = { ...defaults, env: { SWF_MONITOR_DB_URL: url } };
   try {
-    const rawLatency = await withAgent(setup, { raw: true }, 'raw (postgres scenario)', async (a) =>
-      sorted((await paced(setup, rate, seconds, `raw at ${rate}/s`, a.child.pid)).latencies),
-    );
-    const defaults = { raw: false as const, workers: 0, inline: false };
-    const rest = await withAgent(setup, defaults, 'agent → REST (double)', (a) =>
-      flood(setup, floodCount, a.label, a),
-    );
-    const dbKind = { ...defaults, env: { SWF_MONITOR_DB_URL: url } };
-    await withAgent(setup, dbKind, 'agent → PostgreSQL', async (a) => {
-      const pgBefore = postgresCpu();
-      const direct = await flood(setup, floodCount, a.label, a);
-      const pgMsPerStf = (postgresCpuSince(pgBefore) * 1000) / floodCount;
-      const cpu = (label: string) => cpuShares[label]?.agent ?? Number.NaN;
-      rows.push(
-        {
-          name: `postgres e2e: throughput, agent → REST (double), ${floodCount} STFs`,
-          value: rest,
-          unit: 'STFs/s',
-          baseline: '-',
-          ratio: 1,
-        },
-        {
-          name: `postgres e2e: throughput, agent → PostgreSQL, ${floodCount} STFs`,
-          value: direct,
-          unit: 'STFs/s',
-          baseline: 'REST (double)',
-          ratio: direct / rest,
-        },
-        {
-          name: '  CPU per STF in the agent, → PostgreSQL',
-          value: cpu(a.label),
-          unit: 'ms',
-          baseline: '→ REST (double)',
-          ratio: cpu(a.label) / cpu('agent → REST (double)'),
-        },
-        {
-          name: '  CPU per STF in the PostgreSQL server meanwhile',
-          value: pgMsPerStf,
-          unit: 'ms',
-          baseline: 'agent → PostgreSQL',
-          ratio: pgMsPerStf / cpu(a.label),
-        },
-      );
-      const agent = sorted(
-        (await paced(setup, rate, seconds, `${a.label} at ${rate}/s`, a.child.pid)).latencies,
-      );
+    if (parts.includes('latency')) {
+      // Back to back, each in a fresh consumer: the raw consumer (to the double), then the agent.
+      const pace = async (label: string, kind: Parameters<typeof withAgent>[1]) =>
+        withAgent(setup, kind, label, async (a) =>
+          sorted((await paced(setup, rate, seconds, `${label} at ${rate}/s`, a.child.pid)).latencies),
+        );
+      const raw = await pace('raw (postgres scenario)', { raw: true });
+      const agent = await pace('agent → PostgreSQL (latency)', dbKind);
       for (const p of [50, 99]) {
-        rows.push({
-          name: `postgres e2e: latency at ${rate} STFs/s, p${p}, raw consumer (→ double)`,
-          value: percentile(rawLatency, p),
-          unit: 'ms',
-          baseline: '-',
-          ratio: 1,
-        });
-        rows.push({
-          name: `postgres e2e: latency at ${rate} STFs/s, p${p}, agent → PostgreSQL`,
-          value: percentile(agent, p),
-          unit: 'ms',
-          baseline: `raw p${p}`,
-          ratio: percentile(agent, p) / percentile(rawLatency, p),
-        });
+        rows.push(
+          {
+            name: `postgres e2e: latency at ${rate} STFs/s, p${p}, raw consumer (→ double)`,
+            value: percentile(raw, p),
+            unit: 'ms',
+            baseline: '-',
+            ratio: 1,
+          },
+          {
+            name: `postgres e2e: latency at ${rate} STFs/s, p${p}, agent → PostgreSQL`,
+            value: percentile(agent, p),
+            unit: 'ms',
+            baseline: `raw p${p}`,
+            ratio: percentile(agent, p) / percentile(raw, p),
+          },
+        );
       }
-    });
+    }
+    if (parts.includes('throughput')) {
+      const rest = await withAgent(setup, defaults, 'agent → REST (double)', (a) =>
+        flood(setup, floodCount, a.label, a),
+      );
+      await withAgent(setup, dbKind, 'agent → PostgreSQL', async (a) => {
+        const pgBefore = postgresCpu();
+        const direct = await flood(setup, floodCount, a.label, a);
+        const pgMsPerStf = (postgresCpuSince(pgBefore) * 1000) / floodCount;
+        const cpu = (label: string) => cpuShares[label]?.agent ?? Number.NaN;
+        rows.push(
+          {
+            name: `postgres e2e: throughput, agent → REST (double), ${floodCount} STFs`,
+            value: rest,
+            unit: 'STFs/s',
+            baseline: '-',
+            ratio: 1,
+          },
+          {
+            name: `postgres e2e: throughput, agent → PostgreSQL, ${floodCount} STFs`,
+            value: direct,
+            unit: 'STFs/s',
+            baseline: 'REST (double)',
+            ratio: direct / rest,
+          },
+          {
+            name: '  CPU per STF in the agent, → PostgreSQL',
+            value: cpu(a.label),
+            unit: 'ms',
+            baseline: '→ REST (double)',
+            ratio: cpu(a.label) / cpu('agent → REST (double)'),
+          },
+          {
+            name: '  CPU per STF in the PostgreSQL server meanwhile',
+            value: pgMsPerStf,
+            unit: 'ms',
+            baseline: 'agent → PostgreSQL',
+            ratio: pgMsPerStf / cpu(a.label),
+          },
+        );
+      });
+    }
   } finally {
     await producer.close();
     await listening.close();
@@ -328,14 +327,20 @@ async function endToEnd(url: string): Promise<Row[]> {
   return rows;
 }
 
+/** FASTMON_BENCH_PG_PARTS: some of rows, latency, throughput (for profiling one); all by default. */
+function pgParts(): string[] {
+  return (
+    process.env.FASTMON_BENCH_PG_PARTS?.split(',').map((p) => p.trim()) ?? ['rows', 'latency', 'throughput']
+  );
+}
+
 export async function postgres(): Promise<Row[]> {
   const db = await benchDatabase();
   try {
-    // FASTMON_BENCH_PG_PARTS=rows or e2e runs one half (for profiling); both by default.
-    const parts = process.env.FASTMON_BENCH_PG_PARTS?.split(',') ?? ['rows', 'e2e'];
+    const parts = pgParts();
     return [
       ...(parts.includes('rows') ? await rowsScenario(db.url) : []),
-      ...(parts.includes('e2e') ? await endToEnd(db.url) : []),
+      ...(parts.some((p) => p === 'latency' || p === 'throughput') ? await endToEnd(db.url) : []),
     ];
   } finally {
     await db.drop();

@@ -285,7 +285,7 @@ export const KEYS: readonly KeySpec[] = [
     flag: 'monitor-db-flush-ms',
     min: 0,
     max: 1000,
-    doc: 'How long the first row of a batch waits for others before the batch is written.',
+    doc: 'How long the first row of a batch waits for others before the batch is written (0: until the next turn of the event loop).',
   },
   {
     key: 'monitor_db.connections',

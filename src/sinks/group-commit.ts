@@ -8,10 +8,14 @@ export interface GroupCommitOptions<I, O> {
   write: (items: I[]) => Promise<ItemResult<O>[]>;
   /** A batch is written as soon as it holds this many items. */
   maxItems: number;
-  /** ...or this long after its first item arrived (ms), whichever comes first. */
+  /** ...or this long after its first item arrived (ms), whichever comes first; 0: in the next turn of the event loop. */
   maxDelayMs: number;
   /** Batches being written at once; more wait (their items keep joining the queue meanwhile). */
   concurrency: number;
+}
+
+interface Timer {
+  cancel(): void;
 }
 
 interface Pending<I, O> {
@@ -29,7 +33,7 @@ interface Pending<I, O> {
  */
 export class GroupCommit<I, O> {
   private queue: Pending<I, O>[] = [];
-  private timer: NodeJS.Timeout | null = null;
+  private timer: Timer | null = null;
   private writing = 0;
   private readonly idle: Array<() => void> = [];
   private batchCount = 0;
@@ -64,12 +68,23 @@ export class GroupCommit<I, O> {
 
   private schedule(): void {
     if (this.queue.length >= this.options.maxItems) this.flushNow();
-    else this.timer ??= setTimeout(() => this.flushNow(), this.options.maxDelayMs);
+    else this.timer ??= this.later();
+  }
+
+  /** maxDelayMs 0: the next turn of the event loop (what was added in this one travels together). */
+  private later(): Timer {
+    const flush = () => this.flushNow();
+    if (this.options.maxDelayMs > 0) {
+      const t = setTimeout(flush, this.options.maxDelayMs);
+      return { cancel: () => clearTimeout(t) };
+    }
+    const i = setImmediate(flush);
+    return { cancel: () => clearImmediate(i) };
   }
 
   private flushNow(): void {
     if (this.timer) {
-      clearTimeout(this.timer);
+      this.timer.cancel();
       this.timer = null;
     }
     while (this.queue.length > 0 && this.writing < this.options.concurrency) {

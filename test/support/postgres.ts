@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { MONITOR_DDL } from './monitor-schema.js';
+import { adminQuery, dropDatabase } from './pg-admin.js';
 import { rememberSecret } from './secrets.js';
 
 export interface TestDatabase {
@@ -31,7 +32,7 @@ export async function createTestDatabase(ddl: string | null = MONITOR_DDL): Prom
   const baseUrl = new URL(base);
   rememberSecret(decodeURIComponent(baseUrl.password));
   const name = `fastmon_t_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
-  await admin(base, `CREATE DATABASE ${name}`);
+  await adminQuery(base, `CREATE DATABASE ${name}`);
   const url = new URL(base);
   url.pathname = `/${name}`;
   const pool = new pg.Pool({ connectionString: url.toString(), max: 4 });
@@ -43,19 +44,9 @@ export async function createTestDatabase(ddl: string | null = MONITOR_DDL): Prom
     pool,
     async drop() {
       await pool.end().catch(() => {});
-      await admin(base, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await dropDatabase(base, name);
     },
   };
-}
-
-async function admin(url: string, sql: string): Promise<void> {
-  const client = new pg.Client(url);
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
 }
 
 /** A FastMonFile row as swf-monitor's API would serialize it, read from the database. */
