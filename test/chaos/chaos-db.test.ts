@@ -1,4 +1,5 @@
-// Runs alone, after the main suite: kills the shared broker, restarts and locks the test PostgreSQL.
+// Runs alone, after the main suite: kills the shared broker (FASTMON_TEST_BROKER's), restarts and locks
+// the test PostgreSQL.
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -9,14 +10,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { StompConnection } from '../../src/messaging/stomp.js';
-import { brokerAddress } from '../support/broker.js';
+import { brokerAddress, brokerKind, brokerScript } from '../support/broker.js';
 import { captureLogs } from '../support/logs.js';
 import { type MonitorDouble, startMonitorDouble } from '../support/monitor-double.js';
 import { createTestDatabase, seedStfs, type TestDatabase } from '../support/postgres.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const CLI = path.join(ROOT, 'dist/src/cli.js');
-const BROKER_SCRIPT = path.join(ROOT, 'test/setup/activemq.sh');
+const BROKER_SCRIPT = path.join(ROOT, brokerScript());
 const PG_SCRIPT = path.join(ROOT, 'test/setup/postgres.sh');
 const STFS = 2000;
 const RUN = 109100;
@@ -80,7 +81,7 @@ function startAgent(env: Record<string, string>): ChildProcess {
 }
 
 /** The killed broker's JVM may still hold its port for a moment: the start is tried a few times. */
-async function brokerScript(command: 'start' | 'restart'): Promise<void> {
+async function runBrokerScript(command: 'start' | 'restart'): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
       execFileSync('bash', [BROKER_SCRIPT, command], { encoding: 'utf8', stdio: 'pipe' });
@@ -118,7 +119,7 @@ async function count(url: string, sql: string): Promise<number> {
   }
 }
 
-describe('chaos with the PostgreSQL registrar: broker, database and agent failures during 2,000 stf_ready', () => {
+describe(`chaos with the PostgreSQL registrar (${brokerKind() === 'artemis' ? 'Artemis' : 'Classic'}): broker, database and agent failures during 2,000 stf_ready`, () => {
   it('ends with exactly 7 × 2,000 FastMonFile rows in PostgreSQL and every sample notified at least once', async () => {
     double = await startMonitorDouble();
     db = await createTestDatabase();
@@ -139,7 +140,13 @@ describe('chaos with the PostgreSQL registrar: broker, database and agent failur
       {
         destination: out,
         ack: 'client-individual',
-        headers: { 'activemq.subscriptionName': 'observer', 'activemq.prefetchSize': '1000' },
+        // Artemis reads activemq.prefetchSize as a window in bytes: an unbounded window there.
+        headers: {
+          'activemq.subscriptionName': 'observer',
+          ...(brokerKind() === 'artemis'
+            ? { 'consumer-window-size': '-1' }
+            : { 'activemq.prefetchSize': '1000' }),
+        },
       },
       (m) => {
         const body = JSON.parse(m.body) as { tf_filename?: string };
@@ -204,7 +211,7 @@ describe('chaos with the PostgreSQL registrar: broker, database and agent failur
       await sleep(1500);
       process.kill(brokerPid(), 'SIGKILL'); // broker killed mid-stream
       await sleep(500);
-      await brokerScript('start');
+      await runBrokerScript('start');
       execFileSync('bash', [PG_SCRIPT, 'restart'], { stdio: 'ignore' }); // the database restarted
       await sleep(1500);
       agent?.kill('SIGKILL'); // the agent killed
@@ -212,7 +219,7 @@ describe('chaos with the PostgreSQL registrar: broker, database and agent failur
       agent = startAgent(env);
       await sleep(2000);
       await lockTable(url, 2500); // the database hanging: statements time out
-      await brokerScript('restart'); // broker restarted again
+      await runBrokerScript('restart'); // broker restarted again
     })();
 
     await Promise.all([publishing, faults]);
