@@ -400,6 +400,35 @@ describe('the start-up check of the tables', () => {
     });
   }
 
+  it('waits for a database that does not answer yet at start, and gives up when the agent is stopped', async () => {
+    const target = new URL(db.url);
+    const proxy = await startTcpProxy(target.hostname, Number(target.port));
+    try {
+      const via = new URL(db.url);
+      via.port = String(proxy.port);
+      const options = { url: via.toString(), connections: 1, timeoutMs: 1000, batchRows: 10, flushMs: 1 };
+      proxy.cut();
+      const logs = captureLogs();
+      const opening = DbRegistrar.open({ ...options, logger: logs.logger });
+      await new Promise((r) => setTimeout(r, 1200));
+      expect(logs.find((r) => r.code === 'MONITOR_UNAVAILABLE')).toBeDefined();
+      proxy.restore();
+      const registrar = await opening;
+      opened.push(registrar);
+
+      proxy.cut();
+      const stop = new AbortController();
+      const abandoned = DbRegistrar.open({ ...options, logger: captureLogs().logger }, stop.signal).catch(
+        (e) => e,
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      stop.abort();
+      expect((await abandoned).code).toBe('SHUTDOWN');
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('refuses a wrong password at once, without showing it', async () => {
     const url = new URL(db.url);
     url.password = 'not-the-password-123';
