@@ -175,6 +175,16 @@ describe('the PostgreSQL registrar', () => {
     }
   });
 
+  it("reads an STF's tf_count from its StfFile row, as the REST path does, null when there is none", async () => {
+    await seedStfs(db.pool, RUN, [stfName(1), stfName(2)]);
+    await db.pool.query('UPDATE swf_stf_files SET tf_count = 150 WHERE stf_filename = $1', [stfName(1)]);
+    const direct = await dbRegistrar();
+    const counts = await Promise.all([stfName(1), stfName(2), stfName(3)].map((n) => direct.stfTfCount(n)));
+    expect(counts).toEqual([150, null, null]);
+    double.addStfFile({ stf_filename: 'swf.101993.000777.stf', run_number: RUN, tf_count: 150 });
+    expect(await restRegistrar().stfTfCount('swf.101993.000777.stf')).toBe(150);
+  });
+
   it('puts the samples of many STFs in flight into a few shared statements', async () => {
     const seqs = Array.from({ length: 60 }, (_, i) => i + 1);
     await seedStfs(db.pool, RUN, seqs.map(stfName));

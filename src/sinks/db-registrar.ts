@@ -97,6 +97,13 @@ SELECT i.id, i.machine_state, i.stf_filename, i.size, i.checksum, now(),
  ORDER BY i.ord
 ON CONFLICT (stf_filename) DO NOTHING`;
 
+/** The StfFile rows' tf_count for a batch of names (one index probe each). */
+const STF_TF_COUNTS = `
+SELECT t.ord::int AS ord, s.tf_count
+  FROM unnest($1::text[]) WITH ORDINALITY AS t(stf_filename, ord)
+  LEFT JOIN LATERAL (SELECT tf_count FROM swf_stf_files WHERE stf_filename = t.stf_filename LIMIT 1) s ON true
+ ORDER BY t.ord`;
+
 const INSERT_RUN = `
 INSERT INTO swf_runs (run_number, start_time, run_conditions) VALUES ($1, $2, NULL)
 ON CONFLICT (run_number) DO NOTHING`;
@@ -208,6 +215,7 @@ export class DbRegistrar implements Registrar {
   readonly kind = 'database';
   private readonly samples: GroupCommit<PreparedSample, Registered>;
   private readonly stfs: GroupCommit<PreparedStf, void>;
+  private readonly tfCounts: GroupCommit<string, number | null>;
   private readonly runs = new Map<number, Promise<void>>();
 
   private constructor(
@@ -217,6 +225,12 @@ export class DbRegistrar implements Registrar {
     const concurrency = Math.max(1, options.connections);
     this.samples = new GroupCommit({
       write: (batch) => this.writeSamples(batch),
+      maxItems: options.batchRows,
+      maxDelayMs: options.flushMs,
+      concurrency,
+    });
+    this.tfCounts = new GroupCommit({
+      write: (batch) => this.readTfCounts(batch),
       maxItems: options.batchRows,
       maxDelayMs: options.flushMs,
       concurrency,
@@ -276,6 +290,11 @@ export class DbRegistrar implements Registrar {
     return this.samples.add(prepared);
   }
 
+  /** The StfFile row's tf_count (null: no row or no count), looked up in batches like the writes. */
+  async stfTfCount(stfFilename: string): Promise<number | null> {
+    return this.tfCounts.add(stfFilename.trim());
+  }
+
   async ensureStf(stf: StfRecord): Promise<void> {
     const prepared = prepareStf(stf);
     if (prepared instanceof FastmonError) throw prepared;
@@ -284,6 +303,7 @@ export class DbRegistrar implements Registrar {
   }
 
   async close(): Promise<void> {
+    await this.tfCounts.drain();
     await this.samples.drain();
     await this.stfs.drain();
     await this.pool.end();
@@ -305,6 +325,21 @@ export class DbRegistrar implements Registrar {
       done.catch(() => this.runs.delete(runNumber));
     }
     return done;
+  }
+
+  private async readTfCounts(batch: string[]): Promise<ItemResult<number | null>[]> {
+    let rows: { ord: number; tf_count: number | null }[];
+    try {
+      rows = (await this.pool.query({ name: 'fastmon-stf-tf-counts', text: STF_TF_COUNTS, values: [batch] }))
+        .rows;
+    } catch (err) {
+      throw unavailable(err, 'StfFile tf_count lookup');
+    }
+    // As the REST path: a positive integer, or nothing.
+    return batch.map((_, i) => {
+      const n = rows[i]?.tf_count;
+      return { ok: true, value: typeof n === 'number' && Number.isInteger(n) && n > 0 ? n : null };
+    });
   }
 
   private async writeStfs(batch: PreparedStf[]): Promise<ItemResult<void>[]> {
