@@ -32,6 +32,7 @@ import { createInlineExecutor, createPool, type StfExecutor } from '../scheduler
 import { Scheduler, type StfResult } from '../scheduler/scheduler.js';
 import { type Broadcaster, StompBroadcaster, StreamBroadcaster } from '../sinks/broadcast.js';
 import { CatalogRegistrar } from '../sinks/catalog.js';
+import { DbRegistrar } from '../sinks/db-registrar.js';
 import { MonitorRegistrar, type Registrar } from '../sinks/registrar.js';
 import { storeOptions } from '../store/paths.js';
 import { Store } from '../store/store.js';
@@ -176,12 +177,32 @@ export class Agent {
       });
       this.monitor = new MonitorClient(http);
       this.name = `fastmon-agent-${osUser()}-${await this.agentId(this.monitor, signal)}`;
-      this.registrar = new MonitorRegistrar(this.monitor, logger);
+      if (!config.monitorDb.url) this.registrar = new MonitorRegistrar(this.monitor, logger);
     } else {
       this.name = `fastmon-agent-${osUser()}-local-${process.pid}`;
-      this.registrar = new CatalogRegistrar(this.store, logger);
-      logger.info({ catalog: this.store.file }, 'no SWF_MONITOR_URL: registering into the local catalog');
+      if (!config.monitorDb.url) {
+        this.registrar = new CatalogRegistrar(this.store, logger);
+        logger.info({ catalog: this.store.file }, 'no SWF_MONITOR_URL: registering into the local catalog');
+      }
     }
+    // SWF_MONITOR_DB_URL: rows straight into swf-monitor's tables; identity, heartbeats stay on REST.
+    this.registrar ??= await DbRegistrar.open(
+      {
+        ...config.monitorDb,
+        logger,
+        observe: (table, _rows, seconds, ok) =>
+          this.metrics.monitorRequests.observe(
+            { method: 'SQL', endpoint: table, status: ok ? 'ok' : 'error' },
+            seconds,
+          ),
+      },
+      signal,
+    ).catch(async (err: unknown) => {
+      // Refused (tables changed, wrong password) or stopped: close what start() opened so far.
+      await this.ops?.close();
+      await this.monitor?.http.close();
+      throw err;
+    });
     this.options.logShipper?.bind(this.name, (result, n) => this.metrics.logRecords.inc({ result }, n));
     const identity = { sender: this.name, namespace: config.agent.namespace || null };
     let broadcaster: Broadcaster;
@@ -219,7 +240,7 @@ export class Agent {
       broadcaster = new StreamBroadcaster(this.options.stdout ?? process.stdout, identity);
       logger.info('no ACTIVEMQ_HOST: notifications are printed to stdout');
     }
-    if (this.monitor) {
+    if (this.registrar.kind !== 'catalog') {
       this.deferred = await DeferredSamples.open({
         config,
         store: this.store,

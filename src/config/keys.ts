@@ -254,6 +254,60 @@ export const KEYS: readonly KeySpec[] = [
     min: 0.05,
     doc: 'Seconds between heartbeats to /api/systemagents/heartbeat/ (swf-monitor marks agents silent for 3 min as EXITED).',
   },
+  // swf-monitor's PostgreSQL, written directly (opt-in; docs/postgres-registrar.md).
+  {
+    key: 'monitor_db.url',
+    type: 'string',
+    default: '',
+    env: 'SWF_MONITOR_DB_URL',
+    flag: 'monitor-db',
+    check: ((v: string) =>
+      v === '' || /^postgres(ql)?:\/\//.test(v)
+        ? undefined
+        : 'expected a postgresql:// URL (user, password, host, port, database)') as (
+      v: never,
+    ) => string | undefined,
+    doc: "postgresql:// URL of swf-monitor's database: FastMonFile (and, scanning, Run/StfFile) rows go there in batches instead of REST POSTs. Empty: REST. The password is never logged.",
+  },
+  {
+    key: 'monitor_db.batch_rows',
+    type: 'int',
+    default: 500,
+    env: 'FASTMON_MONITOR_DB_BATCH_ROWS',
+    flag: 'monitor-db-batch-rows',
+    min: 1,
+    max: 10000,
+    doc: 'Rows per INSERT at most; the samples of all STFs in flight share a batch.',
+  },
+  {
+    key: 'monitor_db.flush_ms',
+    type: 'int',
+    default: 2,
+    env: 'FASTMON_MONITOR_DB_FLUSH_MS',
+    flag: 'monitor-db-flush-ms',
+    min: 0,
+    max: 1000,
+    doc: 'How long the first row of a batch waits for others before the batch is written (0: until the next turn of the event loop).',
+  },
+  {
+    key: 'monitor_db.connections',
+    type: 'int',
+    default: 2,
+    env: 'FASTMON_MONITOR_DB_CONNECTIONS',
+    flag: 'monitor-db-connections',
+    min: 1,
+    max: 32,
+    doc: 'Database connections, i.e. batches written at the same time.',
+  },
+  {
+    key: 'monitor_db.timeout_ms',
+    type: 'int',
+    default: 10000,
+    env: 'FASTMON_MONITOR_DB_TIMEOUT_MS',
+    flag: 'monitor-db-timeout-ms',
+    min: 100,
+    doc: 'Connection and statement timeout; past it the batch goes to the outbox like an unreachable monitor.',
+  },
   // The agent.
   {
     key: 'agent.mode',

@@ -39,7 +39,7 @@ export interface Registered {
 }
 
 export interface Registrar {
-  readonly kind: 'monitor' | 'catalog';
+  readonly kind: 'monitor' | 'catalog' | 'database';
   register(sample: SampleRecord, signal?: AbortSignal): Promise<Registered>;
   /** Makes sure the Run and the StfFile exist (idempotent); for STFs that no data agent registered. */
   ensureStf(stf: StfRecord, signal?: AbortSignal): Promise<void>;
