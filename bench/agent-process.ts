@@ -8,7 +8,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { root, slug } from './common.js';
 import type { Setup } from './load.js';
-import { STOMP_HOST, STOMP_PORT } from './stomp-peer.js';
+import { brokerKind, STOMP_HOST, stompPort } from './stomp-peer.js';
 
 export interface AgentProcess {
   label: string;
@@ -45,7 +45,7 @@ export async function startAgent(
     PATH: process.env.PATH ?? '',
     HOME: process.env.HOME ?? '',
     ACTIVEMQ_HOST: STOMP_HOST,
-    ACTIVEMQ_PORT: String(STOMP_PORT),
+    ACTIVEMQ_PORT: String(stompPort()),
     ACTIVEMQ_USER: process.env.ACTIVEMQ_USER || 'admin',
     ACTIVEMQ_PASSWORD: process.env.ACTIVEMQ_PASSWORD || 'admin',
     SWF_MONITOR_URL: setup.double.url,
@@ -72,6 +72,9 @@ export async function startAgent(
       env[key] = value;
     }
   }
+  // The broker in use, whatever the bench's own environment says (the raw consumer sizes its window by it).
+  env.FASTMON_TEST_BROKER = brokerKind();
+  env.ACTIVEMQ_PORT = String(stompPort());
   let args: string[];
   if (kind.raw) {
     args = [path.join(root, 'dist/bench/raw-agent.js')];

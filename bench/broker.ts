@@ -11,6 +11,7 @@ import { type AgentProcess, type Kind, startAgent, tail } from './agent-process.
 import { quick, type Row, scratch, slug, traceDir } from './common.js';
 import {
   type Contention,
+  type CpuShare,
   cpuShares,
   DoubleThread,
   flood,
@@ -21,7 +22,7 @@ import {
   warmUp,
 } from './load.js';
 import { rssMb } from './procfs.js';
-import { requireBroker, StompPeer } from './stomp-peer.js';
+import { type BenchBroker, benchBrokers, requireBroker, StompPeer, useBroker } from './stomp-peer.js';
 
 export async function withAgent<T>(
   setup: Setup,
@@ -115,15 +116,43 @@ export interface BrokerDetails {
   memory?: MemoryTrace;
   /** Per consumer ('raw', 'agent') and rate: the cores' contention during its latency run. */
   contention?: { raw: Record<number, Contention>; agent: Record<number, Contention> };
+  /** Per consumer: where the CPU went during its flood (load.ts). */
+  cpuShares?: Record<string, CpuShare>;
 }
 
-export const brokerDetails: BrokerDetails = {};
+/** Per broker (FASTMON_BENCH_BROKERS), saved in the JSON beside the rows. */
+export const brokerDetails: { brokers: Partial<Record<BenchBroker, BrokerDetails>> } = { brokers: {} };
 
 /** The parts of the broker scenario that FASTMON_BENCH_ONLY can name. */
 export const BROKER_PARTS = ['ceiling', 'throughput', 'latency', 'memory'];
 
-/** `only`: a subset of BROKER_PARTS (for profiling one of them). */
+/**
+ * The end-to-end scenarios on each broker of FASTMON_BENCH_BROKERS in turn (default Artemis, then
+ * Classic): the raw ceiling and the agent side by side on the same broker, each row named and
+ * tagged with its broker. `only`: a subset of BROKER_PARTS (for profiling one of them).
+ */
 export async function broker(only = process.env.FASTMON_BENCH_ONLY?.split(',')): Promise<Row[]> {
+  const brokers = benchBrokers();
+  const rows: Row[] = [];
+  try {
+    for (const kind of brokers) {
+      useBroker(kind);
+      const details: BrokerDetails = {};
+      brokerDetails.brokers[kind] = details;
+      const measured = await brokerOn(details, only);
+      rows.push(...measured.map((row) => ({ ...row, name: `[${kind}] ${row.name}`, broker: kind })));
+      // Floods are keyed by consumer label, the same on each broker: each broker keeps its own.
+      details.cpuShares = { ...cpuShares };
+      for (const label of Object.keys(cpuShares)) delete cpuShares[label];
+    }
+  } finally {
+    // Later scenarios (postgres) run on the first broker.
+    useBroker(brokers[0] as BenchBroker);
+  }
+  return rows;
+}
+
+async function brokerOn(details: BrokerDetails, only: string[] | undefined): Promise<Row[]> {
   const parts = only?.map((name) => name.trim()).filter((name) => name !== 'broker');
   const wanted = (name: string) => !parts || parts.length === 0 || parts.includes(name);
   await requireBroker();
@@ -151,7 +180,7 @@ export async function broker(only = process.env.FASTMON_BENCH_ONLY?.split(',')):
   const sorted = (xs: number[]) => [...xs].sort((x, y) => x - y);
   const rawLatency = new Map<number, number[]>();
   const contention = { raw: {} as Record<number, Contention>, agent: {} as Record<number, Contention> };
-  brokerDetails.contention = contention;
+  details.contention = contention;
   let ceiling = Number.NaN;
   const throughputRow = (label: string, rate: number): Row => ({
     name: `throughput, ${label}`,
@@ -242,7 +271,8 @@ export async function broker(only = process.env.FASTMON_BENCH_ONLY?.split(',')):
           }
         }
         // --quick has no time for a fresh agent: its memory rows come from this one, after the flood.
-        if (quick && wanted('memory')) rows.push(...(await memoryRows(setup, a, memoryRate, memorySeconds)));
+        if (quick && wanted('memory'))
+          rows.push(...(await memoryRows(details, setup, a, memoryRate, memorySeconds)));
       });
     // Memory in a fresh agent: a flood leaves the heap grown, which says nothing about steady state.
     if (!quick && wanted('memory')) {
@@ -251,7 +281,7 @@ export async function broker(only = process.env.FASTMON_BENCH_ONLY?.split(',')):
         { raw: false, workers: 0, inline: false },
         `${defaults}, sustained`,
         async (a) => {
-          rows.push(...(await memoryRows(setup, a, memoryRate, memorySeconds)));
+          rows.push(...(await memoryRows(details, setup, a, memoryRate, memorySeconds)));
         },
       );
     }
@@ -285,9 +315,15 @@ export async function broker(only = process.env.FASTMON_BENCH_ONLY?.split(',')):
   return rows;
 }
 
-async function memoryRows(setup: Setup, agent: AgentProcess, rate: number, seconds: number): Promise<Row[]> {
+async function memoryRows(
+  details: BrokerDetails,
+  setup: Setup,
+  agent: AgentProcess,
+  rate: number,
+  seconds: number,
+): Promise<Row[]> {
   const m = await sustained(setup, agent, rate, seconds);
-  brokerDetails.memory = { seconds: m.seconds, rssMb: m.rssMb, heapMb: m.heapMb };
+  details.memory = { seconds: m.seconds, rssMb: m.rssMb, heapMb: m.heapMb };
   const maxRss = Math.max(...m.rssMb);
   const latencies = [...m.latencies].sort((x, y) => x - y);
   return [

@@ -14,6 +14,8 @@ export interface Row {
   baseline: string;
   /** value over the baseline's value, both measured in the same run. */
   ratio: number;
+  /** The broker the row was measured through (end-to-end scenarios only). */
+  broker?: string;
 }
 
 export const quick = process.argv.includes('--quick');

@@ -10,7 +10,7 @@ import type { AgentProcess } from './agent-process.js';
 import { quick, slug, traceDir } from './common.js';
 import type { DoubleCommand, DoubleReply } from './double-thread.js';
 import { brokerPid, cpuSeconds, machineJiffies, schedMs } from './procfs.js';
-import type { StompPeer } from './stomp-peer.js';
+import { brokerKind, type StompPeer } from './stomp-peer.js';
 
 export const SAMPLES = 7;
 
@@ -205,7 +205,7 @@ export async function flood(
   // The STF files and their rows are made before the CPU is read: writing 10,000 files costs the bench
   // process ~0.3 ms of system time per STF, which is preparation, not serving.
   const prepared = await prepareRun(setup, count);
-  const broker = brokerPid();
+  const broker = brokerPid(brokerKind());
   const before = {
     agent: agent ? cpuSeconds(agent.child.pid as number) : Number.NaN,
     broker: broker ? cpuSeconds(broker) : Number.NaN,

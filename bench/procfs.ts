@@ -14,9 +14,9 @@ export function cpuSeconds(pid: number): number {
 }
 
 /** The JVM of the selected test broker (both may run at once; each script's instance is told apart). */
-export function brokerPid(): number | null {
+export function brokerPid(kind: 'artemis' | 'classic'): number | null {
   const marker =
-    process.env.FASTMON_TEST_BROKER === 'classic'
+    kind === 'classic'
       ? '-Dactivemq.base=/var/lib/activemq/main'
       : '-Dartemis.instance=/var/lib/artemis-fastmon';
   for (const entry of readdirSync('/proc')) {

@@ -13,6 +13,7 @@ import { pipeline } from './pipeline.js';
 import { poolScaling } from './pool.js';
 import { postgres } from './postgres.js';
 import { scan } from './scan.js';
+import { brokerKind } from './stomp-peer.js';
 
 async function main(): Promise<void> {
   const rows: Row[] = [];
@@ -28,7 +29,10 @@ async function main(): Promise<void> {
   if (scenarios.length === 0) throw new Error(`FASTMON_BENCH_ONLY=${only?.join(',')} names no scenario`);
   for (const scenario of scenarios) {
     const started = performance.now();
-    rows.push(...(await scenario()));
+    const measured = await scenario();
+    // The PostgreSQL scenario goes through the first broker of FASTMON_BENCH_BROKERS.
+    if (scenario === postgres) for (const row of measured) row.broker ??= brokerKind();
+    rows.push(...measured);
     console.error(`bench: ${scenario.name} took ${((performance.now() - started) / 1000).toFixed(1)} s`);
   }
   console.log('\nswf-fastmon bench (ratio = value over the baseline measured in the same run)\n');

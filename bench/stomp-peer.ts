@@ -8,13 +8,50 @@ import { type StompitClient, stompit } from '../src/messaging/stompit.js';
 type Client = StompitClient;
 
 export const STOMP_HOST = process.env.ACTIVEMQ_HOST || '127.0.0.1';
-/** The test broker FASTMON_TEST_BROKER selects (default artemis), as `npm run bench` set it up. */
-export const BROKER_KIND = process.env.FASTMON_TEST_BROKER === 'classic' ? 'classic' : 'artemis';
-const SETUP_SCRIPT = BROKER_KIND === 'classic' ? 'test/setup/activemq.sh' : 'test/setup/artemis.sh';
-export const STOMP_PORT = Number(process.env.ACTIVEMQ_PORT || (BROKER_KIND === 'classic' ? 61613 : 61713));
+
+export type BenchBroker = 'artemis' | 'classic';
+
+/**
+ * The brokers the broker scenarios run on, in order: FASTMON_BENCH_BROKERS (comma-separated), by
+ * default both, Artemis (the testbed's broker) first. The agent and the raw ceiling are measured side
+ * by side on each.
+ */
+export function benchBrokers(): BenchBroker[] {
+  const names = (process.env.FASTMON_BENCH_BROKERS ?? 'artemis,classic')
+    .split(',')
+    .map((name) => name.trim())
+    .filter((name) => name !== '');
+  for (const name of names) {
+    if (name !== 'artemis' && name !== 'classic') {
+      throw new Error(`FASTMON_BENCH_BROKERS=${names.join(',')}: expected artemis and/or classic`);
+    }
+  }
+  if (names.length === 0) throw new Error('FASTMON_BENCH_BROKERS names no broker');
+  return names as BenchBroker[];
+}
+
+// The broker in use. A consumer process the bench starts learns it from FASTMON_TEST_BROKER and
+// ACTIVEMQ_PORT (agent-process.ts sets both); the bench itself switches with useBroker().
+let kind: BenchBroker = process.env.FASTMON_TEST_BROKER === 'classic' ? 'classic' : 'artemis';
+
+export function useBroker(next: BenchBroker): void {
+  kind = next;
+}
+
+export function brokerKind(): BenchBroker {
+  return kind;
+}
+
+/** ACTIVEMQ_PORT wins (for a broker elsewhere); otherwise the test broker's STOMP port. */
+export function stompPort(): number {
+  return Number(process.env.ACTIVEMQ_PORT || (kind === 'classic' ? 61613 : 61713));
+}
 
 /** Fails with what to do when nothing answers STOMP: the bench needs the broker the tests use. */
 export async function requireBroker(): Promise<void> {
+  const STOMP_PORT = stompPort();
+  const BROKER_KIND = kind;
+  const SETUP_SCRIPT = kind === 'classic' ? 'test/setup/activemq.sh' : 'test/setup/artemis.sh';
   const answered = await new Promise<boolean>((resolve) => {
     const socket = net.connect({ host: STOMP_HOST, port: STOMP_PORT });
     socket.setTimeout(2000);
@@ -56,7 +93,7 @@ export class StompPeer {
       const connecting = stompit.connect(
         {
           host: STOMP_HOST,
-          port: STOMP_PORT,
+          port: stompPort(),
           connectHeaders: {
             host: '/',
             login: process.env.ACTIVEMQ_USER || 'admin',
@@ -93,8 +130,15 @@ export class StompPeer {
     });
   }
 
+  /**
+   * With `ack: auto`. On Artemis the window is said explicitly: -1 (no window), what Artemis picks for
+   * an auto subscription without the header. Any byte window would stall it once used up, because
+   * Artemis hands credit back on ACK frames only (src/messaging/flow.ts); a prefetch header, which
+   * Artemis would read as bytes, must never creep in here. Classic ignores the header.
+   */
   subscribe(destination: string, onBody: (body: string, headers: Record<string, string>) => void): void {
-    this.client.subscribe({ destination, ack: 'auto' }, (err, message) => {
+    const window: Record<string, string> = kind === 'artemis' ? { 'consumer-window-size': '-1' } : {};
+    this.client.subscribe({ destination, ack: 'auto', ...window }, (err, message) => {
       if (err) return;
       message.readString('utf-8', (readErr, body) => {
         if (!readErr && body !== undefined) onBody(body, message.headers);
