@@ -71,6 +71,17 @@ async function main(): Promise<void> {
     );
   }
 
+  // The ceiling does not reconnect: a lost connection ends it, said in its log (which the bench
+  // prints when a step times out), instead of a silent stall that looks like lost messages.
+  for (const [role, client] of [
+    ['subscriber', peer],
+    ['publisher', publisher],
+  ] as const) {
+    client.onError((err) => {
+      process.stderr.write(`raw agent: ${role} connection to the broker lost: ${err.message}\n`);
+      process.exit(1);
+    });
+  }
   peer.subscribe(process.env.FASTMON_SUBSCRIPTION as string, (body) => {
     handle(body).catch((err) => process.stderr.write(`raw agent: ${(err as Error).message}\n`));
   });

@@ -111,6 +111,11 @@ export class StompPeer {
     return new StompPeer(client);
   }
 
+  /** Called when the connection fails (a broker restarted by another engineer's chaos run, say). */
+  onError(handler: (err: Error) => void): void {
+    this.client.on('error', handler);
+  }
+
   /** Fire and forget: what a data agent without receipts does. */
   send(destination: string, body: string, headers: Record<string, string> = {}): void {
     const frame = this.client.send({ destination, 'content-type': 'application/json', ...headers });
