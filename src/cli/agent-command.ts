@@ -7,7 +7,8 @@ import { formatSummary } from '../agent/summary.js';
 import { type ExtraFlag, parseArgs } from '../config/args.js';
 import type { Config } from '../config/load.js';
 import { FastmonError, isFastmonError } from '../errors.js';
-import { createLogger } from '../log/logger.js';
+import { createLogger, type Logger } from '../log/logger.js';
+import { type MonitorLogShipper, monitorLogShipper } from '../log/monitor-logs.js';
 import { commandConfig } from './common.js';
 import { configHelp } from './help.js';
 import { runDirectories } from './scan-command.js';
@@ -49,15 +50,22 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
         'agent.mode (FASTMON_MODE) continuous needs directories: set scan.watch_dirs (FASTMON_WATCH_DIRS or --watch-dir)',
       );
     }
-    return runDirectories('watch', config.scan.watchDirs, config);
+    return runDirectories('watch', config.scan.watchDirs, config, true);
   }
   const replay = args.options.get('replay');
   return typeof replay === 'string' ? runReplay(config, replay) : runConsumer(config);
 }
 
+/** The agent's logger; with swf-monitor configured its records also go to AppLog (monitor.log_level). */
+function agentLogger(config: Config): { logger: Logger; logShipper?: MonitorLogShipper } {
+  const shipper = monitorLogShipper(config);
+  const ship = shipper ? { shipper, level: config.monitor.logLevel } : undefined;
+  return { logger: createLogger({ level: config.agent.logLevel, ship }), logShipper: shipper ?? undefined };
+}
+
 async function runReplay(config: Config, file: string): Promise<number> {
-  const logger = createLogger({ level: config.agent.logLevel });
-  const agent = new Agent({ config, logger, consume: false });
+  const { logger, logShipper } = agentLogger(config);
+  const agent = new Agent({ config, logger, consume: false, logShipper });
   const started = Date.now();
   await agent.start();
   let messages = 0;
@@ -78,8 +86,8 @@ async function runConsumer(config: Config): Promise<number> {
       'broker.host (ACTIVEMQ_HOST) is empty: message mode needs a broker; set it, or use --replay FILE',
     );
   }
-  const logger = createLogger({ level: config.agent.logLevel });
-  const agent = new Agent({ config, logger });
+  const { logger, logShipper } = agentLogger(config);
+  const agent = new Agent({ config, logger, logShipper });
   // Process-wide figures (RSS, heap, event-loop lag) belong to the process, so only the command adds them.
   collectDefaultMetrics({ register: agent.metrics.registry });
   const started = Date.now();

@@ -4,7 +4,7 @@ import { Dashboard } from '../client/dashboard.js';
 import { formatLine, formatOther, useColor } from '../client/line.js';
 import { type ClientMessage, catalogSource, type Source, sseSource, stompSource } from '../client/sources.js';
 import { ClientStats } from '../client/stats.js';
-import { formatSummary } from '../client/summary.js';
+import { formatSummary, summaryObject } from '../client/summary.js';
 import { FastmonError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
 import { registerSecret } from '../log/redact.js';
@@ -43,7 +43,11 @@ const FLAGS: Record<string, Flag> = {
     value: true,
     doc: `message types (default ${DEFAULT_TYPES.join(',')})`,
   },
-  json: { names: ['--json'], value: false, doc: 'one JSON object per line, for pipes' },
+  json: {
+    names: ['--json'],
+    value: false,
+    doc: 'stdout: one JSON object per line, the summary last (msg_type fastmon_client_summary)',
+  },
   dashboard: { names: ['--dashboard'], value: false, doc: 'full-screen view, refreshed in place' },
   help: { names: ['--help'], value: false, doc: 'this help' },
 };
@@ -164,7 +168,10 @@ export async function clientCommand(argv: readonly string[]): Promise<number> {
   clearInterval(keepAlive);
   dashboard?.stop();
   await source.close();
-  process.stdout.write(formatSummary(stats, { color }));
+  // With --json stdout carries JSON only: the summary is one more JSON line.
+  process.stdout.write(
+    o.json ? `${JSON.stringify(summaryObject(stats))}\n` : formatSummary(stats, { color }),
+  );
   return 0;
 }
 

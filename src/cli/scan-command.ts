@@ -59,13 +59,16 @@ export async function runDirectories(
   mode: 'scan' | 'watch',
   dirs: string[],
   config: Config,
+  metricsPort = false,
 ): Promise<number> {
   // The directories given are where STFs are read from.
   config.agent.dataRoots = [...new Set([...config.agent.dataRoots, ...dirs])];
   const progress = new ProgressLine(process.stderr);
   const logger = createLogger({ level: config.agent.logLevel, destination: progress.loggerStream() });
   const started = Date.now();
-  const agent = new Agent({ config, logger, consume: false });
+  // scan/watch open no /metrics port unless asked (agent.http_port set): a scan beside a running
+  // agent must not take its port. The agent in continuous mode opens one, as in message mode.
+  const agent = new Agent({ config, logger, consume: false, metricsPort });
   const abort = new AbortController();
   let interrupted: string | null = null;
   const stopped = new Promise<string>((resolve) => {
