@@ -12,6 +12,7 @@ import { RecentKeys } from '../src/scheduler/recent-keys.js';
 import { sampleRecord } from '../src/scheduler/scheduler.js';
 import { CatalogRegistrar } from '../src/sinks/catalog.js';
 import { type SampleRecord, toRow } from '../src/sinks/registrar.js';
+import { Store } from '../src/store/store.js';
 import { sampleStf, type TfSample, tfFilename } from '../workers/sampler.js';
 import { readStfHeader } from '../workers/stf-reader.js';
 import { writeStf } from '../workers/stf-writer.js';
@@ -59,7 +60,8 @@ export async function micro(): Promise<Row[]> {
   const prebuilt = samples.map(payloads);
   // The catalog sink against the same lines appended and synced by hand: one STF's samples per
   // operation, registered at once as the scheduler does.
-  const catalog = await CatalogRegistrar.open(path.join(dir, 'catalog.jsonl'), silentLogger());
+  const store = await Store.acquire({ file: path.join(dir, 'catalog.sqlite') });
+  const catalog = new CatalogRegistrar(store, silentLogger(), true);
   let stfSerial = 0;
   const nextStfRecords = () => {
     const stf = stfFilename(101993, ++stfSerial);
@@ -123,7 +125,7 @@ export async function micro(): Promise<Row[]> {
       for (const line of lines) await plain.appendFile(`${line}\n`);
       await plain.datasync();
     })
-    .add('catalog append: 7 samples of one STF', async () => {
+    .add('catalog insert: 7 samples of one STF', async () => {
       await Promise.all(nextStfRecords().map((r) => catalog.register(r)));
     });
   await bench.run();
@@ -149,7 +151,7 @@ export async function micro(): Promise<Row[]> {
       'monitor payload build: 7 FastMonFile rows + tf_file_registered',
       'JSON.stringify of 7 prebuilt rows and notifications (baseline)',
     ),
-    row('catalog append: 7 samples of one STF', 'append of the same 7 lines + fdatasync (baseline)'),
+    row('catalog insert: 7 samples of one STF', 'append of the same 7 lines + fdatasync (baseline)'),
     dedupeMemory(),
     logShipping(),
   ];

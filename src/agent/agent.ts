@@ -12,6 +12,8 @@ import type { MonitorLogShipper } from '../log/monitor-logs.js';
 import {
   decodeMessage,
   type Incoming,
+  isLifecycle,
+  isOwnBroadcast,
   OWN_TYPES,
   type RunCounts,
   type RunLifecycle,
@@ -19,6 +21,7 @@ import {
   type StfReady,
 } from '../messaging/codec.js';
 import { type InboundMessage, StompConnection } from '../messaging/stomp.js';
+import { planSubscriptions, type Role } from '../messaging/subscriptions.js';
 import { MonitorClient } from '../monitor/client.js';
 import { MonitorHttp } from '../monitor/http.js';
 import { type OpsServer, startOpsServerNear } from '../ops/http.js';
@@ -29,8 +32,11 @@ import { Scheduler, type StfResult } from '../scheduler/scheduler.js';
 import { type Broadcaster, StompBroadcaster, StreamBroadcaster } from '../sinks/broadcast.js';
 import { CatalogRegistrar } from '../sinks/catalog.js';
 import { MonitorRegistrar, type Registrar } from '../sinks/registrar.js';
+import { storeOptions } from '../store/paths.js';
+import { Store } from '../store/store.js';
 import { DeferredSamples } from './deferred.js';
 import { Heartbeats, type OperationalState, osUser } from './heartbeat.js';
+import { REISSUE_HEADER, reissueHeaders } from './reissue.js';
 import { RunEnds } from './run-end.js';
 import { Summaries } from './summaries.js';
 
@@ -82,6 +88,8 @@ export class Agent {
   private broker: StompConnection | null = null;
   private monitor: MonitorClient | null = null;
   private registrar: Registrar | null = null;
+  /** The local store: the catalog without swf-monitor, the outbox with it, the ledger of scan and watch. */
+  private store: Store | null = null;
   private deferred: DeferredSamples | null = null;
   private summaries: Summaries | null = null;
   private runEnds: RunEnds | null = null;
@@ -142,6 +150,7 @@ export class Agent {
         );
       }
     }
+    this.store = await Store.acquire(storeOptions(config, logger));
     if (config.monitor.url) {
       const http = new MonitorHttp({
         ...config.monitor,
@@ -154,11 +163,8 @@ export class Agent {
       this.registrar = new MonitorRegistrar(this.monitor, logger);
     } else {
       this.name = `fastmon-agent-${osUser()}-local-${process.pid}`;
-      this.registrar = await CatalogRegistrar.open(config.agent.catalog, logger);
-      logger.info(
-        { catalog: (this.registrar as CatalogRegistrar).file },
-        'no SWF_MONITOR_URL: registering into the local catalog',
-      );
+      this.registrar = new CatalogRegistrar(this.store, logger);
+      logger.info({ catalog: this.store.file }, 'no SWF_MONITOR_URL: registering into the local catalog');
     }
     this.options.logShipper?.bind(this.name, (result, n) => this.metrics.logRecords.inc({ result }, n));
     const identity = { sender: this.name, namespace: config.agent.namespace || null };
@@ -198,6 +204,7 @@ export class Agent {
     if (this.monitor) {
       this.deferred = await DeferredSamples.open({
         config,
+        store: this.store,
         logger,
         metrics: this.metrics,
         registrar: this.registrar,
@@ -304,25 +311,30 @@ export class Agent {
    * One message body from any source. Resolves when the message is fully handled (for an
    * stf_ready: sampled, registered and broadcast); never rejects: bad input is logged and counted.
    */
-  async handleMessage(body: string, messageId = '', attempt = 0): Promise<Verdict> {
-    const { verdict, stf } = await this.handle(body, messageId, attempt, false);
+  async handleMessage(body: string, messageId = '', attempt = 0, role: Role = 'all'): Promise<Verdict> {
+    const { verdict, stf } = await this.handle(body, messageId, attempt, false, role);
     if (stf?.late) this.followUp(stf);
     return verdict;
   }
 
   /**
    * handleMessage's body. `retryable`: deliver() may handle the message again; it then takes the
-   * superseded attempt's counts back, so that the delivery counts once.
+   * superseded attempt's counts back, so that the delivery counts once. `role`: which messages the
+   * subscription it came on is for (subscriptions.ts).
    */
   private async handle(
     body: string,
     messageId: string,
     attempt: number,
     retryable: boolean,
+    role: Role = 'all',
   ): Promise<{ verdict: Verdict; stf?: StfResult }> {
     const { logger, metrics, config } = this;
     const bytes = Buffer.byteLength(body, 'utf8');
+    // The lifecycle subscription beside a shared queue sees every message the queue sees: the
+    // queue's consumer refuses the bad ones (role 'lifecycle' acknowledges them unsaid), and takes the stf_ready.
     if (bytes > config.agent.maxMessageBytes) {
+      if (role === 'lifecycle') return { verdict: 'ack' };
       const reason = `larger than ${config.agent.maxMessageBytes} bytes (${bytes})`;
       return { verdict: await this.refuse(body, messageId, 'MESSAGE_TOO_LARGE', reason, { bytes }) };
     }
@@ -330,11 +342,14 @@ export class Agent {
     try {
       message = decodeMessage(body);
     } catch (err) {
+      if (role === 'lifecycle') return { verdict: 'ack' };
       const code = isFastmonError(err) ? err.code : 'MESSAGE_INVALID';
       return {
         verdict: await this.refuse(body, messageId, code, messageOf(err), (err as FastmonError).details),
       };
     }
+    if (role === 'lifecycle' ? !isLifecycle(message.msgType) : role === 'stf' && isLifecycle(message.msgType))
+      return { verdict: 'ack' }; // the other subscription's share
     metrics.messages.inc({ msg_type: message.msgType });
     // BaseAgent's rule: drop only when both sides have a namespace and they differ.
     const ours = config.agent.namespace;
@@ -394,7 +409,12 @@ export class Agent {
         timestamp: new Date().toISOString(),
       };
       await this.broker
-        .publish(deadLetter, JSON.stringify(envelope), { msg_type: 'fastmon_dead_letter', reason_code: code })
+        // Persistent: a dead letter is the only trace of a refused message, and must survive a broker restart.
+        .publish(deadLetter, JSON.stringify(envelope), {
+          msg_type: 'fastmon_dead_letter',
+          reason_code: code,
+          persistent: 'true',
+        })
         .catch((err) =>
           this.logger.error({ code: 'PUBLISH_FAILED' }, `dead letter not sent: ${messageOf(err)}`),
         );
@@ -471,6 +491,7 @@ export class Agent {
     await this.broker?.close();
     await this.executor?.close();
     await this.registrar?.close();
+    await this.store?.release();
     await this.ops?.close();
     logger.info({ agent: this.name }, 'stopped');
     // Last: the records of the shutdown itself go too, for at most 2 s.
@@ -505,23 +526,38 @@ export class Agent {
   private subscribe(broker: StompConnection): void {
     const { config, logger } = this;
     const b = config.broker;
-    const headers: Record<string, string> = { 'activemq.prefetchSize': String(b.prefetch) };
-    if (b.skipOwnBroadcasts) {
-      // Our broadcasts carry a msg_type header; other producers send none (BaseAgent sets no headers).
-      headers.selector = `msg_type IS NULL OR msg_type NOT IN (${OWN_TYPES.map((t) => `'${t}'`).join(', ')})`;
+    // At least max_in_flight messages must be able to reach the agent, or max_in_flight means nothing.
+    const window = {
+      messages: Math.max(b.prefetch, config.agent.maxInFlight),
+      messageBytes: config.agent.maxMessageBytes,
+    };
+    const stops: (() => void)[] = [];
+    for (const planned of planSubscriptions(b.subscription, b.durableSubscription)) {
+      const headers: Record<string, string> = {};
+      if (b.skipOwnBroadcasts && planned.selector) {
+        // Our broadcasts carry a msg_type header; other producers send none (BaseAgent sets no headers).
+        headers.selector = `msg_type IS NULL OR msg_type NOT IN (${OWN_TYPES.map((t) => `'${t}'`).join(', ')})`;
+      }
+      if (planned.durableName) {
+        // ActiveMQ Classic reads the first, Artemis the second (and accepts the first too).
+        headers['activemq.subscriptionName'] = planned.durableName;
+        headers['durable-subscription-name'] = planned.durableName;
+      }
+      const spec = { destination: planned.destination, ack: b.ack, headers, window };
+      stops.push(broker.subscribe(spec, (message) => void this.deliver(message, planned.role)));
+      logger.info(
+        {
+          destination: planned.destination,
+          role: planned.role,
+          ack: b.ack,
+          durable: planned.durableName || null,
+        },
+        'subscribed',
+      );
     }
-    if (b.durableSubscription) {
-      // ActiveMQ Classic reads the first, Artemis the second (and accepts the first too).
-      headers['activemq.subscriptionName'] = b.durableSubscription;
-      headers['durable-subscription-name'] = b.durableSubscription;
-    }
-    this.unsubscribe = broker.subscribe({ destination: b.subscription, ack: b.ack, headers }, (message) => {
-      void this.deliver(message);
-    });
-    logger.info(
-      { destination: b.subscription, ack: b.ack, durable: b.durableSubscription || null },
-      'subscribed',
-    );
+    this.unsubscribe = () => {
+      for (const stop of stops) stop();
+    };
   }
 
   /**
@@ -531,13 +567,20 @@ export class Agent {
    * dead-letters it), which is the opposite of a retry. When the agent stops or the connection
    * drops first, the message stays unacknowledged and the broker hands it out again.
    */
-  private async deliver(message: InboundMessage): Promise<void> {
+  private async deliver(message: InboundMessage, role: Role): Promise<void> {
     if (this.stopping) return;
+    if (isOwnBroadcast(message.headers.msg_type)) {
+      // Reaches the agent on a shared queue (no selector there) or with skip_own_broadcasts off:
+      // taken off the queue unread.
+      message.ack();
+      return;
+    }
+    if (await this.reissued(message, role)) return;
     // Counts are per delivery: the last attempt's outcome is what this delivery counts as.
     let last: StfResult | undefined;
     let late = false;
     try {
-      await this.deliverAttempts(message, (stf) => {
+      await this.deliverAttempts(message, role, (stf) => {
         last = stf;
         late ||= stf.late === true; // only the first attempt sees a late STF as new
       });
@@ -549,12 +592,16 @@ export class Agent {
     }
   }
 
-  private async deliverAttempts(message: InboundMessage, attempted: (stf: StfResult) => void): Promise<void> {
+  private async deliverAttempts(
+    message: InboundMessage,
+    role: Role,
+    attempted: (stf: StfResult) => void,
+  ): Promise<void> {
     let previous: StfResult | undefined;
     for (let attempt = 0; ; attempt++) {
       // The retry's outcome replaces the previous attempt's in the counts.
       if (previous) this.requireScheduler().revert(previous);
-      const { verdict, stf } = await this.handle(message.body, message.messageId, attempt, true);
+      const { verdict, stf } = await this.handle(message.body, message.messageId, attempt, true, role);
       if (stf) {
         attempted(stf);
         previous = stf;
@@ -572,6 +619,31 @@ export class Agent {
       await sleep(waitMs);
       if (this.stopping || !message.isLive()) return;
     }
+  }
+
+  /** See reissue.ts: a redelivered message from a shared Artemis queue goes back on it as a new one. */
+  private async reissued(message: InboundMessage, role: Role): Promise<boolean> {
+    const broker = this.broker;
+    const destination = this.config.broker.subscription;
+    const headers = broker && reissueHeaders(broker.brokerKind, role, destination, message.headers);
+    if (!broker || !headers) return false;
+    try {
+      await broker.publish(destination, message.body, headers);
+    } catch (err) {
+      // Handled as it is, then: the broker's count goes on.
+      this.logger.warn(
+        { msgId: message.messageId, err: { message: messageOf(err) } },
+        'redelivered message not reissued',
+      );
+      return false;
+    }
+    message.ack();
+    this.metrics.messagesReissued.inc();
+    this.logger.info(
+      { msgId: message.messageId, reissues: headers[REISSUE_HEADER] },
+      'redelivered message put back on its queue as a new one',
+    );
+    return true;
   }
 
   private async onLifecycle(message: RunLifecycle, messageId: string): Promise<void> {

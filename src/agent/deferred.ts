@@ -1,6 +1,5 @@
 // The outbox of the agent: samples swf-monitor could not take, kept durably and replayed in order.
 
-import path from 'node:path';
 import type { Config } from '../config/load.js';
 import { isFastmonError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
@@ -12,9 +11,12 @@ import type { Broadcaster } from '../sinks/broadcast.js';
 import { Outbox } from '../sinks/outbox.js';
 import { OutboxDrainer } from '../sinks/outbox-drainer.js';
 import type { Registrar } from '../sinks/registrar.js';
+import type { Store } from '../store/store.js';
 
 export interface DeferredDeps {
   config: Config;
+  /** The local store the outbox lives in. */
+  store: Store;
   logger: Logger;
   metrics: Metrics;
   registrar: Registrar;
@@ -38,10 +40,7 @@ export class DeferredSamples {
 
   static async open(deps: DeferredDeps): Promise<DeferredSamples> {
     const { config, logger, metrics } = deps;
-    const outbox = await Outbox.open(path.resolve(config.agent.outbox), {
-      maxBytes: config.agent.outboxMaxBytes,
-      logger,
-    });
+    const outbox = await Outbox.open(deps.store, { maxBytes: config.agent.outboxMaxBytes, logger });
     const update = () => {
       metrics.outboxDepth.set(outbox.depth);
       metrics.outboxBytes.set(outbox.bytes);

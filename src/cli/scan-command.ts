@@ -10,6 +10,8 @@ import { createLogger } from '../log/logger.js';
 import { Ledger } from '../scan/ledger.js';
 import { emptyScanCounts, type ScanContext, type ScanCounts, scanOnce } from '../scan/scan.js';
 import { DirectoryWatcher } from '../scan/watch.js';
+import { storeOptions } from '../store/paths.js';
+import { Store } from '../store/store.js';
 import { commandConfig } from './common.js';
 import { configHelp } from './help.js';
 import { humanRate, ProgressLine } from './progress.js';
@@ -81,13 +83,16 @@ export async function runDirectories(
       });
     }
   });
-  const ledger = await Ledger.open(path.resolve(config.scan.ledger), { logger });
+  const ledger = new Ledger(await Store.acquire(storeOptions(config, logger)), true);
   const counts = emptyScanCounts();
   const draw = (force = false) => progress.update(progressText(counts, started), null, force);
   const ctx: ScanContext = { agent, ledger, config, logger, counts, signal: abort.signal, onProgress: draw };
   try {
     await agent.start(abort.signal);
-    logger.info({ dirs, mode, ledger: ledger.size, shard: config.scan.shard || null }, `${mode} starting`);
+    logger.info(
+      { dirs, mode, store: ledger.file, ledger: ledger.size, shard: config.scan.shard || null },
+      `${mode} starting`,
+    );
     if (mode === 'scan') {
       await scanOnce(dirs, ctx);
     } else {

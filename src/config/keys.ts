@@ -105,7 +105,7 @@ export const KEYS: readonly KeySpec[] = [
     env: 'FASTMON_SUBSCRIPTION',
     flag: 'subscription',
     check: destination as (v: never) => string | undefined,
-    doc: 'Destination the agent consumes stf_ready and run lifecycle messages from.',
+    doc: 'Where stf_ready and the run lifecycle come from. A shared queue (/topic/epictopic::fastmon on Artemis) spreads the stf_ready over competing agents (docs/scaling-out.md).',
   },
   {
     key: 'broker.broadcast',
@@ -141,7 +141,7 @@ export const KEYS: readonly KeySpec[] = [
     env: 'FASTMON_ACK',
     flag: 'ack',
     choices: ['client-individual', 'auto'],
-    doc: 'client-individual: a message is acknowledged only once handled (at-least-once); auto: as BaseAgent.',
+    doc: 'client-individual: a message is acknowledged only once handled (at-least-once); auto: as BaseAgent (at-most-once, no flow control on either broker).',
   },
   {
     key: 'broker.prefetch',
@@ -150,7 +150,7 @@ export const KEYS: readonly KeySpec[] = [
     env: 'FASTMON_PREFETCH',
     flag: 'prefetch',
     min: 1,
-    doc: 'Unacknowledged messages the broker may hand out at once (activemq.prefetchSize): bounds memory.',
+    doc: 'Unacknowledged messages the broker may hand out at once, at least agent.max_in_flight (Artemis: a byte window of that many largest messages).',
   },
   {
     key: 'broker.client_id',
@@ -175,7 +175,7 @@ export const KEYS: readonly KeySpec[] = [
     env: 'FASTMON_DEAD_LETTER',
     flag: 'dead-letter',
     check: ((v: string) => (v === '' ? undefined : destination(v))) as (v: never) => string | undefined,
-    doc: 'Where refused messages (bad JSON, wrong types, too large) go, with the reason; empty: log and drop.',
+    doc: 'Where refused messages (bad JSON, wrong types, too large) go, persistent, with the reason; empty: log and drop.',
   },
   // swf-monitor.
   {
@@ -300,7 +300,7 @@ export const KEYS: readonly KeySpec[] = [
     default: 'fastmon-outbox.jsonl',
     env: 'FASTMON_OUTBOX',
     flag: 'outbox',
-    doc: 'Durable outbox of registrations swf-monitor could not take; replayed in order when it answers again.',
+    doc: 'Old outbox journal, imported once into the local store (agent.catalog), which now holds the outbox.',
   },
   {
     key: 'agent.outbox_max_bytes',
@@ -309,7 +309,7 @@ export const KEYS: readonly KeySpec[] = [
     env: 'FASTMON_OUTBOX_MAX_BYTES',
     flag: 'outbox-max-bytes',
     min: 4096,
-    doc: 'Past this size the outbox refuses entries (alarm in the log): messages then stay unacknowledged.',
+    doc: 'Past this many bytes of pending entries the outbox refuses more (alarm in the log): messages then stay unacknowledged.',
   },
   {
     key: 'agent.output_dir',
@@ -330,10 +330,10 @@ export const KEYS: readonly KeySpec[] = [
   {
     key: 'agent.catalog',
     type: 'string',
-    default: 'fastmon-catalog.jsonl',
+    default: 'fastmon.sqlite',
     env: 'FASTMON_CATALOG',
     flag: 'catalog',
-    doc: 'Local catalog file, used instead of swf-monitor when monitor.url is empty.',
+    doc: 'The local store (SQLite): the catalog used instead of swf-monitor when monitor.url is empty, the outbox and the ledger. A name ending in .jsonl (the old catalog) means the .sqlite file beside it, and imports the old file once.',
   },
   {
     key: 'agent.workers',
@@ -495,7 +495,7 @@ export const KEYS: readonly KeySpec[] = [
     default: 'fastmon-ledger.tsv',
     env: 'FASTMON_LEDGER',
     flag: 'ledger',
-    doc: 'Durable record of the files handled, so a restart does not process a file twice.',
+    doc: 'Old ledger file, imported once into the local store (agent.catalog), which now records the files handled.',
   },
   {
     key: 'scan.settle_ms',

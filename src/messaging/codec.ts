@@ -9,6 +9,15 @@ export type LifecycleType = (typeof LIFECYCLE_TYPES)[number];
 /** What fastmon itself publishes; consumers (and our own selector) recognise them by msg_type. */
 export const OWN_TYPES = ['tf_file_registered', 'fastmon_status', 'fastmon_summary'] as const;
 
+/** A fastmon broadcast, told by the `msg_type` header our broadcasts carry (testbed producers set none). */
+export function isOwnBroadcast(msgTypeHeader: string | undefined): boolean {
+  return (OWN_TYPES as readonly string[]).includes(msgTypeHeader ?? '');
+}
+
+export function isLifecycle(msgType: string): msgType is LifecycleType {
+  return (LIFECYCLE_TYPES as readonly string[]).includes(msgType);
+}
+
 // Producers disagree on types (§1.4-1.6 of the contract): run_id is a string from the workflow
 // runner and an int from daqsim; optional fields arrive as null from the example data agent.
 const runIdField = z.union([z.string(), z.number().int()]).nullish();

@@ -6,6 +6,7 @@ import { isIP } from 'node:net';
 import { FastmonError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { coalesceStompitWrites } from './coalesce.js';
+import { type BrokerKind, brokerKindOf, type Window, windowHeaders } from './flow.js';
 import { type StompitClient, type StompitFrame, type StompitSubscription, stompit } from './stompit.js';
 
 // The slice of stompit 1.0 used here. @types/stompit lags the library (no `headers` on frames,
@@ -50,6 +51,8 @@ export interface SubscriptionSpec {
   destination: string;
   ack: 'auto' | 'client-individual';
   headers?: Record<string, string>;
+  /** Unacknowledged messages the broker may hand out at once; translated per broker (flow.ts). */
+  window?: Window;
 }
 
 type Handler = (message: InboundMessage) => void;
@@ -84,6 +87,7 @@ export class StompConnection extends EventEmitter {
   private attempt = 0;
   private connects = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
+  private kind: BrokerKind = 'unknown';
   private readonly ca: Buffer | undefined;
 
   constructor(private readonly options: StompOptions) {
@@ -93,6 +97,11 @@ export class StompConnection extends EventEmitter {
 
   get connected(): boolean {
     return this.client !== null;
+  }
+
+  /** The broker of the current (or last) connection, from its CONNECTED frame. */
+  get brokerKind(): BrokerKind {
+    return this.kind;
   }
 
   /** Number of successful connections after the first. */
@@ -262,13 +271,19 @@ export class StompConnection extends EventEmitter {
         return;
       }
       this.client = client;
+      this.kind = brokerKindOf(client.headers?.server);
       this.attempt = 0;
       this.connects++;
       client.on('error', (e: Error) => this.onLost(client, e));
       client.on('end', () => this.onLost(client, new Error('connection ended')));
       for (const sub of this.subs) this.attach(client, sub);
       this.options.logger.info(
-        { broker: this.where(), clientId: o.clientId, version: client.headers?.version },
+        {
+          broker: this.where(),
+          clientId: o.clientId,
+          version: client.headers?.version,
+          server: client.headers?.server ?? null,
+        },
         this.connects === 1 ? 'connected to broker' : 'reconnected to broker',
       );
       this.emit('connected', this.connects === 1);
@@ -313,6 +328,7 @@ export class StompConnection extends EventEmitter {
     const headers: Record<string, string> = {
       destination: sub.spec.destination,
       ack: sub.spec.ack,
+      ...(sub.spec.window ? windowHeaders(this.kind, sub.spec.ack, sub.spec.window) : {}),
       ...sub.spec.headers,
     };
     // stompit takes no receipt callback for SUBSCRIBE; its receipt table is used directly (pinned

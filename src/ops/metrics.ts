@@ -21,6 +21,11 @@ export function createMetrics() {
       labelNames: ['code'],
       registers,
     }),
+    messagesReissued: new Counter({
+      name: 'fastmon_messages_reissued_total',
+      help: 'Redelivered messages of a shared Artemis queue sent back to it as new ones (so the redelivery limit never dead-letters an STF).',
+      registers,
+    }),
     messagesOtherNamespace: new Counter({
       name: 'fastmon_messages_other_namespace_total',
       help: 'Messages ignored because they belong to another testbed namespace.',
@@ -62,7 +67,7 @@ export function createMetrics() {
     }),
     outboxBytes: new Gauge({
       name: 'fastmon_outbox_bytes',
-      help: 'Size of the outbox file.',
+      help: 'Bytes of the JSON payloads waiting in the outbox (a table of the local store).',
       registers,
     }),
     broadcasts: new Counter({

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log/logger.js';
 import { CatalogRegistrar } from '../../src/sinks/catalog.js';
+import { Store } from '../../src/store/store.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const DRIVER = path.join(ROOT, 'test/support/dashboard-driver.mjs');
@@ -134,12 +135,12 @@ describe('client dashboard in a terminal (tmux)', () => {
     expect(after.join('\n')).not.toContain('SAMPLE SIZES');
   });
 
-  it('is what `swf-fastmon client --dashboard` shows: a catalog replayed into the per-run table', async () => {
+  it('is what `swf-fastmon client --dashboard` shows: a local store followed into the per-run table', async () => {
     if (!tmuxPath)
       throw new Error('tmux is not installed: `apt-get install -y tmux` (CI: test/setup/tools.sh).');
     const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-dash-cli-'));
-    const file = path.join(dir, 'catalog.jsonl');
-    const catalog = await CatalogRegistrar.open(file, silentLogger());
+    const file = path.join(dir, 'fastmon.sqlite');
+    const catalog = new CatalogRegistrar(await Store.acquire({ file }), silentLogger(), true);
     for (let i = 1; i <= 12; i++) {
       await catalog.register({
         stfFilename: `swf.300001.00000${1 + (i % 3)}.stf`,

@@ -201,9 +201,18 @@ start_broker() {
     -jar "$AMQ_HOME/bin/activemq.jar" start "xbean:file:$ENABLED/activemq.xml"
   )
   # setsid + nohup: own session, no controlling terminal, survives this script and the CI step.
-  # 9>&-: the broker must not inherit (and so hold forever) this script's lock.
-  (cd "$BASE" && exec 9>&- && exec setsid nohup setpriv --reuid="$RUN_USER" --regid="$RUN_USER" --init-groups \
-    "$JAVA" "${jvm[@]}" </dev/null >>"$LOG" 2>&1) &
+  # Every inherited descriptor above 2 is closed: the broker must not hold for ever this script's
+  # lock (9), nor the lock of whoever ran this script (`flock /tmp/fastmon-suite.lock npm test`,
+  # whose chaos test restarts the broker; a JVM holding fd 3 on it makes every later flock wait).
+  (
+    cd "$BASE" || exit 1
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      ((fd > 2)) && eval "exec $fd>&-"
+    done
+    exec setsid nohup setpriv --reuid="$RUN_USER" --regid="$RUN_USER" --init-groups \
+      "$JAVA" "${jvm[@]}" </dev/null >>"$LOG" 2>&1
+  ) &
   say "started the broker (pid $!, user $RUN_USER, log $LOG); waiting for STOMP on $STOMP_HOST:$STOMP_PORT ..."
 }
 

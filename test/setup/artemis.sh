@@ -212,9 +212,19 @@ start_broker() {
   [[ -f $CONSOLE_LOG && $(stat -c %s "$CONSOLE_LOG") -gt 10000000 ]] && mv -f "$CONSOLE_LOG" "$CONSOLE_LOG.1"
   printf '===== %s: starting ActiveMQ Artemis (instance %s) =====\n' "$(date -Is)" "$INSTANCE" >>"$CONSOLE_LOG"
   # setsid + nohup: own session, no controlling terminal, survives this script and the CI step.
-  # 9>&-: the broker must not inherit (and so hold forever) this script's lock.
-  (cd "$INSTANCE" && exec 9>&- && JAVA_HOME=$(dirname "$(dirname "$(readlink -f "$JAVA")")") exec setsid nohup \
-    "$INSTANCE/bin/artemis" run </dev/null >>"$CONSOLE_LOG" 2>&1) &
+  # Every inherited descriptor above 2 is closed: the broker must not hold for ever this script's
+  # lock (9), nor the lock of whoever ran this script (`flock /tmp/fastmon-suite.lock npm test`,
+  # whose chaos test restarts the broker: the JVM kept fd 3 on the suite lock and every later
+  # `flock` waited for good).
+  (
+    cd "$INSTANCE" || exit 1
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      ((fd > 2)) && eval "exec $fd>&-"
+    done
+    JAVA_HOME=$(dirname "$(dirname "$(readlink -f "$JAVA")")") exec setsid nohup \
+      "$INSTANCE/bin/artemis" run </dev/null >>"$CONSOLE_LOG" 2>&1
+  ) &
   LAUNCHER=$!
   say "started the broker (pid $!, log $LOG); waiting for STOMP on $STOMP_HOST:$STOMP_PORT ..."
 }

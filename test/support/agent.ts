@@ -43,6 +43,8 @@ export async function startTestAgent(options: TestAgentOptions = {}): Promise<Te
     FASTMON_HEARTBEAT_INTERVAL_S: '60',
     FASTMON_MONITOR_RETRY_DELAY_MS: '20',
     FASTMON_RECONNECT_MAX_MS: '2000',
+    // Each test agent its own local store (the outbox lives there); FASTMON_OUTBOX names only an old file to import.
+    FASTMON_CATALOG: path.join(tmpdir(), `fastmon-test-store-${randomUUID()}.sqlite`),
     FASTMON_OUTBOX: path.join(tmpdir(), `fastmon-test-outbox-${randomUUID()}.jsonl`),
     // A test-only account of the Artemis test broker (Classic's accepts any login): a distinctive
     // password, so that the secret scan can tell it never reached a log.
