@@ -8,7 +8,8 @@ import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
 import path from 'node:path';
 import { type AgentProcess, type Kind, startAgent, tail } from './agent-process.js';
-import { quick, type Row, scratch, slug, traceDir } from './common.js';
+import { percentile, quick, type Row, scratch, slug, traceDir } from './common.js';
+import { footprint } from './footprint.js';
 import {
   type Contention,
   cpuShares,
@@ -28,11 +29,12 @@ export async function withAgent<T>(
   kind: Kind,
   label: string,
   body: (agent: AgentProcess) => Promise<T>,
+  burst = true,
 ): Promise<T> {
   await setup.double.ask({ op: 'reset' });
   const agent = await startAgent(setup, kind, label);
   try {
-    await warmUp(setup, agent);
+    await warmUp(setup, agent, burst);
     return await body(agent);
   } catch (err) {
     throw new Error(`${(err as Error).message}\n--- ${label} log tail:\n${tail(agent.logPath)}`);
@@ -44,11 +46,6 @@ export async function withAgent<T>(
       copyFileSync(agent.logPath, path.join(traceDir, `${slug(label)}-${Date.now()}.log`));
     }
   }
-}
-
-export function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
 }
 
 async function heapMb(port: number): Promise<number> {
@@ -77,7 +74,9 @@ async function sustained(
   const sampler = setInterval(() => {
     const at = (performance.now() - started) / 1000;
     const rss = rssMb(pid);
-    void heapMb(agent.httpPort as number).then(
+    // The raw consumer has no /metrics: its heap is not traced.
+    const heap = agent.httpPort === null ? Promise.resolve(Number.NaN) : heapMb(agent.httpPort);
+    void heap.then(
       (heap) => {
         trace.seconds.push(Math.round(at));
         trace.rssMb.push(Math.round(rss * 10) / 10);
@@ -120,7 +119,7 @@ export interface BrokerDetails {
 export const brokerDetails: BrokerDetails = {};
 
 /** The parts of the broker scenario that FASTMON_BENCH_ONLY can name. */
-export const BROKER_PARTS = ['ceiling', 'throughput', 'latency', 'memory'];
+export const BROKER_PARTS = ['ceiling', 'throughput', 'latency', 'memory', 'idle', 'testbed'];
 
 /** `only`: a subset of BROKER_PARTS (for profiling one of them). */
 export async function broker(only = process.env.FASTMON_BENCH_ONLY?.split(',')): Promise<Row[]> {
@@ -245,16 +244,28 @@ export async function broker(only = process.env.FASTMON_BENCH_ONLY?.split(',')):
         if (quick && wanted('memory')) rows.push(...(await memoryRows(setup, a, memoryRate, memorySeconds)));
       });
     // Memory in a fresh agent: a flood leaves the heap grown, which says nothing about steady state.
+    // The raw consumer runs the same load first, as the baseline.
     if (!quick && wanted('memory')) {
+      const rawPeak = await withAgent(setup, { raw: true }, 'raw, sustained', async (a) => {
+        const m = await sustained(setup, a, memoryRate, memorySeconds);
+        return Math.max(...m.rssMb);
+      });
       await withAgent(
         setup,
         { raw: false, workers: 0, inline: false },
         `${defaults}, sustained`,
         async (a) => {
-          rows.push(...(await memoryRows(setup, a, memoryRate, memorySeconds)));
+          rows.push(...(await memoryRows(setup, a, memoryRate, memorySeconds, rawPeak)));
         },
       );
     }
+    if (wanted('idle') || wanted('testbed'))
+      rows.push(
+        ...(await footprint(setup, (kind, label, body, burst) => withAgent(setup, kind, label, body, burst), {
+          idle: wanted('idle'),
+          testbed: wanted('testbed'),
+        })),
+      );
     // CPU per STF is steadier than rates on a shared machine, and says who spends it.
     const raw = cpuShares.raw;
     for (const [label, share] of Object.entries(cpuShares)) {
@@ -285,7 +296,13 @@ export async function broker(only = process.env.FASTMON_BENCH_ONLY?.split(',')):
   return rows;
 }
 
-async function memoryRows(setup: Setup, agent: AgentProcess, rate: number, seconds: number): Promise<Row[]> {
+async function memoryRows(
+  setup: Setup,
+  agent: AgentProcess,
+  rate: number,
+  seconds: number,
+  rawPeak?: number,
+): Promise<Row[]> {
   const m = await sustained(setup, agent, rate, seconds);
   brokerDetails.memory = { seconds: m.seconds, rssMb: m.rssMb, heapMb: m.heapMb };
   const maxRss = Math.max(...m.rssMb);
@@ -295,8 +312,8 @@ async function memoryRows(setup: Setup, agent: AgentProcess, rate: number, secon
       name: `memory: peak RSS over ${seconds} s at ${rate} STFs/s`,
       value: maxRss,
       unit: 'MB',
-      baseline: 'RSS before the run',
-      ratio: maxRss / m.idleRssMb,
+      baseline: rawPeak === undefined ? 'RSS before the run' : `raw consumer: ${rawPeak.toFixed(1)} MB`,
+      ratio: maxRss / (rawPeak ?? m.idleRssMb),
     },
     // A slope over a few seconds (--quick) is noise, not a trend.
     ...(seconds >= 30
