@@ -8,7 +8,8 @@ import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
 import path from 'node:path';
 import { type AgentProcess, type Kind, startAgent, tail } from './agent-process.js';
-import { quick, type Row, scratch, slug, traceDir } from './common.js';
+import { percentile, quick, type Row, scratch, slug, traceDir } from './common.js';
+import { footprint } from './footprint.js';
 import {
   type Contention,
   type CpuShare,
@@ -29,11 +30,12 @@ export async function withAgent<T>(
   kind: Kind,
   label: string,
   body: (agent: AgentProcess) => Promise<T>,
+  burst = true,
 ): Promise<T> {
   await setup.double.ask({ op: 'reset' });
   const agent = await startAgent(setup, kind, label);
   try {
-    await warmUp(setup, agent);
+    await warmUp(setup, agent, burst);
     return await body(agent);
   } catch (err) {
     throw new Error(`${(err as Error).message}\n--- ${label} log tail:\n${tail(agent.logPath)}`);
@@ -45,11 +47,6 @@ export async function withAgent<T>(
       copyFileSync(agent.logPath, path.join(traceDir, `${slug(label)}-${Date.now()}.log`));
     }
   }
-}
-
-export function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
 }
 
 async function heapMb(port: number): Promise<number> {
@@ -78,7 +75,9 @@ async function sustained(
   const sampler = setInterval(() => {
     const at = (performance.now() - started) / 1000;
     const rss = rssMb(pid);
-    void heapMb(agent.httpPort as number).then(
+    // The raw consumer has no /metrics: its heap is not traced.
+    const heap = agent.httpPort === null ? Promise.resolve(Number.NaN) : heapMb(agent.httpPort);
+    void heap.then(
       (heap) => {
         trace.seconds.push(Math.round(at));
         trace.rssMb.push(Math.round(rss * 10) / 10);
@@ -124,7 +123,7 @@ export interface BrokerDetails {
 export const brokerDetails: { brokers: Partial<Record<BenchBroker, BrokerDetails>> } = { brokers: {} };
 
 /** The parts of the broker scenario that FASTMON_BENCH_ONLY can name. */
-export const BROKER_PARTS = ['ceiling', 'throughput', 'latency', 'memory'];
+export const BROKER_PARTS = ['ceiling', 'throughput', 'latency', 'memory', 'idle', 'testbed'];
 
 /**
  * The end-to-end scenarios on each broker of FASTMON_BENCH_BROKERS in turn (default Artemis, then
@@ -275,16 +274,28 @@ async function brokerOn(details: BrokerDetails, only: string[] | undefined): Pro
           rows.push(...(await memoryRows(details, setup, a, memoryRate, memorySeconds)));
       });
     // Memory in a fresh agent: a flood leaves the heap grown, which says nothing about steady state.
+    // The raw consumer runs the same load first, as the baseline.
     if (!quick && wanted('memory')) {
+      const rawPeak = await withAgent(setup, { raw: true }, 'raw, sustained', async (a) => {
+        const m = await sustained(setup, a, memoryRate, memorySeconds);
+        return Math.max(...m.rssMb);
+      });
       await withAgent(
         setup,
         { raw: false, workers: 0, inline: false },
         `${defaults}, sustained`,
         async (a) => {
-          rows.push(...(await memoryRows(details, setup, a, memoryRate, memorySeconds)));
+          rows.push(...(await memoryRows(details, setup, a, memoryRate, memorySeconds, rawPeak)));
         },
       );
     }
+    if (wanted('idle') || wanted('testbed'))
+      rows.push(
+        ...(await footprint(setup, (kind, label, body, burst) => withAgent(setup, kind, label, body, burst), {
+          idle: wanted('idle'),
+          testbed: wanted('testbed'),
+        })),
+      );
     // CPU per STF is steadier than rates on a shared machine, and says who spends it.
     const raw = cpuShares.raw;
     for (const [label, share] of Object.entries(cpuShares)) {
@@ -321,6 +332,7 @@ async function memoryRows(
   agent: AgentProcess,
   rate: number,
   seconds: number,
+  rawPeak?: number,
 ): Promise<Row[]> {
   const m = await sustained(setup, agent, rate, seconds);
   details.memory = { seconds: m.seconds, rssMb: m.rssMb, heapMb: m.heapMb };
@@ -331,8 +343,8 @@ async function memoryRows(
       name: `memory: peak RSS over ${seconds} s at ${rate} STFs/s`,
       value: maxRss,
       unit: 'MB',
-      baseline: 'RSS before the run',
-      ratio: maxRss / m.idleRssMb,
+      baseline: rawPeak === undefined ? 'RSS before the run' : `raw consumer: ${rawPeak.toFixed(1)} MB`,
+      ratio: maxRss / (rawPeak ?? m.idleRssMb),
     },
     // A slope over a few seconds (--quick) is noise, not a trend.
     ...(seconds >= 30

@@ -24,6 +24,12 @@ export const root = path.resolve(path.dirname(new URL(import.meta.url).pathname)
 /** FASTMON_BENCH_TRACE: where latency traces and the agents' logs are kept (see BENCHMARKS.md). */
 export const traceDir = process.env.FASTMON_BENCH_TRACE;
 
+/** The p-th percentile of ascending `sorted` (NaN when empty). */
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
+}
+
 /** A label as a file name. */
 export function slug(label: string): string {
   return label.replace(/\W+/g, '-');

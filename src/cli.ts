@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // The `swf-fastmon` executable: dispatches to subcommands.
 
+// First: sets V8's young generation before the other modules load (src/ops/young-generation.ts).
+import './ops/young-generation.js';
 import { readFileSync } from 'node:fs';
 import { agentCommand } from './cli/agent-command.js';
 import { catalogCommand } from './cli/catalog-command.js';
@@ -10,6 +12,7 @@ import { configMarkdown, writeConfigTable } from './cli/help.js';
 import { scanCommand, watchCommand } from './cli/scan-command.js';
 import { FastmonError } from './errors.js';
 import { redactText } from './log/redact.js';
+import { letYoungGenerationGrow } from './ops/young-generation.js';
 
 interface Command {
   summary: string;
@@ -62,6 +65,8 @@ ${names
 }
 
 async function main(argv: readonly string[]): Promise<number> {
+  // Every module is loaded by now (static imports): the young generation may grow from here on.
+  letYoungGenerationGrow();
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(help());

@@ -61,6 +61,20 @@ export async function locateStf(
   };
 }
 
+/**
+ * Whether locating this STF can touch the filesystem at all: false with no data roots, a remote
+ * `file_url`, or no filename (locateStf then answers null without any I/O). The agent runs such
+ * tasks on the main thread and starts its worker pool only for the others (src/scheduler/pool.ts).
+ */
+export function mayReadFile(
+  ref: { fileUrl: string | null; filename: string | null },
+  roots: readonly string[],
+): boolean {
+  if (roots.length === 0) return false;
+  if (ref.fileUrl) return ref.fileUrl.startsWith('file:');
+  return Boolean(ref.filename);
+}
+
 function candidatePaths(
   ref: { fileUrl: string | null; filename: string | null },
   roots: readonly string[],

@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import { mayReadFile } from '../../workers/paths.js';
 import runStfTask, { type StfTask, type StfTaskResult } from '../../workers/stf-task.js';
 
 export interface StfExecutor {
@@ -29,22 +30,44 @@ export function workerFile(name: string): string {
   return compiled;
 }
 
-export function createPool(options: { workers: number; maxQueue?: number }): StfExecutor {
-  const pool = new Piscina<StfTask, StfTaskResult>({
-    filename: workerFile('stf-task'),
-    minThreads: options.workers,
-    maxThreads: options.workers,
-    // Workers read and write files with plain system calls (workers/file-access.ts): a task
-    // waits only on the syncs of its samples. The depth is for the hand-off: a worker that ran
-    // out of tasks sleeps until the main thread posts another, and at 4 it slept a quarter of
-    // the time on header reads; at 16 one worker reads 1.3x more headers per second.
-    concurrentTasksPerWorker: 16,
-    idleTimeout: 60_000,
-  });
-  return counted(
-    (task) => pool.run(task),
-    () => pool.destroy(),
+/** The pool executor; `threads` is how many worker threads exist now (0 until a task needs a file). */
+export type PoolExecutor = StfExecutor & { readonly threads: number };
+
+/**
+ * A Piscina pool of `workers` threads, started by the first task that may read a file. A task
+ * that cannot touch the disk (no data roots, a remote file_url, no filename: the testbed's
+ * stf_ready) only samples ranges from the message, a few microseconds, so it runs on the main
+ * thread: handing it to a worker cost more than the work, and an agent that never reads a file
+ * keeps no worker isolates (about 8 MB of RSS each; BENCHMARKS.md, "Memory").
+ */
+export function createPool(options: { workers: number; maxQueue?: number }): PoolExecutor {
+  // Fails now, not at the first file, when the compiled worker module is missing.
+  const filename = workerFile('stf-task');
+  let pool: Piscina<StfTask, StfTaskResult> | null = null;
+  const started = () => {
+    pool ??= new Piscina<StfTask, StfTaskResult>({
+      filename,
+      minThreads: options.workers,
+      maxThreads: options.workers,
+      // Workers read and write files with plain system calls (workers/file-access.ts): a task
+      // waits only on the syncs of its samples. The depth is for the hand-off: a worker that ran
+      // out of tasks sleeps until the main thread posts another, and at 4 it slept a quarter of
+      // the time on header reads; at 16 one worker reads 1.3x more headers per second.
+      concurrentTasksPerWorker: 16,
+      idleTimeout: 60_000,
+    });
+    return pool;
+  };
+  const executor = counted(
+    (task) => (mayReadFile(task, task.dataRoots) ? started().run(task) : runStfTask(task)),
+    async () => {
+      await pool?.destroy();
+    },
   );
+  return Object.defineProperty(executor, 'threads', {
+    get: () => pool?.threads.length ?? 0,
+    enumerable: true,
+  }) as PoolExecutor;
 }
 
 /** Runs tasks on the main thread: the no-pool baseline of `npm run bench`. */
