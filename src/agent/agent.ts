@@ -59,6 +59,8 @@ export interface AgentOptions {
   stdout?: Writable;
   /** Consume from the broker subscription (default true); false for replay. */
   consume?: boolean;
+  /** What feeds the agent, for its start-up line: 'broker' (default when consuming), 'replay', 'scan', 'watch'. */
+  input?: 'broker' | 'replay' | 'scan' | 'watch';
   /** Run STF tasks on the main thread instead of the pool; overrides `agent.inline`. */
   inline?: boolean;
 }
@@ -228,7 +230,7 @@ export class Agent {
       {
         agent: this.name,
         namespace: identity.namespace,
-        mode: config.agent.mode,
+        input: this.options.input ?? (this.options.consume === false ? 'none' : 'broker'),
         workers: this.inline ? 0 : config.agent.workers,
         registrar: this.registrar.kind,
         broker: config.broker.host ? `${config.broker.host}:${config.broker.port}` : null,

@@ -1,16 +1,21 @@
 // What the commands share: the --config / --print-config handling of their configuration flags.
 
-import type { ParsedArgs } from '../config/args.js';
 import { type Config, loadConfig, printableConfig } from '../config/load.js';
+import type { CommandLine } from './options.js';
 
 /** The resolved configuration, or null when --print-config printed it (the command then exits 0). */
-export function commandConfig(args: ParsedArgs): Config | null {
-  const configFile = args.options.get('config');
+export function commandConfig(line: CommandLine): Config | null {
+  const configFile = line.values.config;
   const { config } = loadConfig({
-    flags: args.config,
+    flags: line.config,
     configFile: typeof configFile === 'string' ? configFile : undefined,
   });
-  if (!args.options.get('print-config')) return config;
+  if (line.values['print-config'] !== true) return config;
   process.stdout.write(`${JSON.stringify(printableConfig(config), null, 2)}\n`);
   return null;
+}
+
+/** How long a stop may take: the agent's drain bound, plus time to close the broker and say EXITED. */
+export function stopBoundMs(config: Config): number {
+  return config.agent.drainTimeoutS * 1000 + 5_000;
 }
