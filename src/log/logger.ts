@@ -22,7 +22,7 @@ export function createLogger(options: LoggerOptions): Logger {
     (usePretty
       ? pretty({ destination: 2, sync: true, colorize: true, translateTime: 'SYS:HH:MM:ss.l' })
       : pino.destination({ fd: 2, sync: true }));
-  return pino(
+  const logger = pino(
     {
       level: options.level,
       name: options.name ?? 'swf-fastmon',
@@ -43,6 +43,14 @@ export function createLogger(options: LoggerOptions): Logger {
     },
     destination,
   );
+  // Values bound into child loggers (logger.child({ url })) are written with every line, but pino
+  // runs no formatter over them (it resets `formatters.bindings` for children): redact them here.
+  // Children are created from their parent by prototype, so every descendant inherits this `child`.
+  const pinoChild = logger.child;
+  logger.child = function redactingChild(this: Logger, bindings, options) {
+    return pinoChild.call(this, redactValue(bindings), options);
+  } as typeof logger.child;
+  return logger;
 }
 
 function serializeError(err: unknown): unknown {
