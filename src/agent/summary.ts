@@ -10,9 +10,14 @@ export function formatSummary(
   runs: RunInfo[],
 ): string {
   const lines = [`swf-fastmon summary: agent ${agentName}, ${(elapsedMs / 1000).toFixed(1)} s`];
-  for (const run of runs) lines.push(`  run ${run.runId} (${run.phase}): ${countsLine(run.counts)}`);
+  for (const run of runs) lines.push(`  run ${run.runId} (${phaseLabel(run)}): ${countsLine(run.counts)}`);
   lines.push(`  total: ${countsLine(totals)}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** A run seen only through its STFs (found on disk, or stf_ready alone) has no phase to show. */
+function phaseLabel(run: RunInfo): string {
+  return run.announced ? run.phase : 'no run messages seen';
 }
 
 function countsLine(c: RunCounts): string {

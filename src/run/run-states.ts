@@ -9,6 +9,8 @@ export interface RunInfo {
   executionId: string | null;
   namespace: string | null;
   phase: Phase;
+  /** Whether any lifecycle message named this run; a run known only from its STFs (a scan) is not. */
+  announced: boolean;
   state: string | null;
   substate: string | null;
   counts: RunCounts;
@@ -61,6 +63,7 @@ export class RunStates {
         executionId,
         namespace,
         phase: 'imminent',
+        announced: false,
         state: null,
         substate: null,
         counts: emptyCounts(),
@@ -79,6 +82,7 @@ export class RunStates {
   apply(msg: RunLifecycle): RunInfo | null {
     if (!msg.runId) return null;
     const run = this.getOrCreate(msg.runId, msg.executionId, msg.namespace);
+    run.announced = true;
     if (msg.executionId) run.executionId = msg.executionId;
     const implied = IMPLIED[msg.msgType];
     if (implied) {

@@ -158,3 +158,20 @@ describe('the client stops', () => {
     });
   }
 });
+
+describe('what a scan says about itself', () => {
+  it('logs its input as scan, not agent.mode, and does not call runs found on disk imminent', async () => {
+    const cwd = emptyDir();
+    const gen = await run(
+      ['gen', '--out', 'data', '--run', '100777', '--count', '2', '--tfs-per-stf', '20'],
+      cwd,
+    );
+    expect(gen.code, gen.stderr).toBe(0);
+    const scan = await run(['scan', 'data'], cwd, { SWF_LOG_LEVEL: 'INFO' });
+    expect(scan.code, scan.stderr).toBe(0);
+    expect(scan.stderr).toContain('"input":"scan"');
+    expect(scan.stderr).not.toContain('"mode":');
+    expect(scan.stdout).toMatch(/run 100777 \(no run messages seen\): 2 STFs received, 2 sampled/);
+    expect(scan.stdout).not.toContain('(imminent)');
+  });
+});

@@ -134,7 +134,7 @@ describe('client dashboard in a terminal (tmux)', () => {
     expect(after.join('\n')).not.toContain('SAMPLE SIZES');
   });
 
-  it('is what `swf-fastmon client --dashboard` shows: a catalog replayed into the per-run table', async () => {
+  it('is what `swf-fastmon client --dashboard` shows: a catalog replayed into the per-run table, until q', async () => {
     if (!tmuxPath)
       throw new Error('tmux is not installed: `apt-get install -y tmux` (CI: test/setup/tools.sh).');
     const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-dash-cli-'));
@@ -164,6 +164,12 @@ describe('client dashboard in a terminal (tmux)', () => {
       '-y',
       '40',
       `exec ${JSON.stringify(process.execPath)} ${JSON.stringify(cli)} client --dashboard --catalog ${JSON.stringify(file)}`,
+      ';',
+      'set-option',
+      '-t',
+      'cli',
+      'remain-on-exit',
+      'on',
     );
     const deadline = Date.now() + 15_000;
     let screen = '';
@@ -173,7 +179,13 @@ describe('client dashboard in a terminal (tmux)', () => {
       await sleep(100);
     }
     expect(screen).toMatch(/^300001\s+\S+\s+3\s+12\s+60\.0 kB/m);
-    tmux('send-keys', '-t', 'cli', 'C-c');
+    // q quits as Ctrl+C does: the screen is restored, the summary printed, exit 0.
+    tmux('send-keys', '-t', 'cli', 'q');
+    const deadAt = Date.now() + 5_000;
+    while (Date.now() < deadAt && tmux('display-message', '-p', '-t', 'cli', '#{pane_dead}').trim() !== '1')
+      await sleep(100);
+    expect(tmux('display-message', '-p', '-t', 'cli', '#{pane_dead} #{pane_dead_status}').trim()).toBe('1 0');
+    expect(tmux('capture-pane', '-p', '-t', 'cli')).toMatch(/samples\s+12 TF samples received/);
     rmSync(dir, { recursive: true, force: true });
   });
 });
