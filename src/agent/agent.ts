@@ -57,6 +57,8 @@ export interface AgentOptions {
   logger: Logger;
   /** Where notifications go when there is no broker (default process.stdout). */
   stdout?: Writable;
+  /** How a notification is written there (default: one JSON object per line). */
+  formatNotification?: (message: Record<string, unknown>) => string;
   /** Consume from the broker subscription (default true); false for replay. */
   consume?: boolean;
   /** What feeds the agent, for its start-up line: 'broker' (default when consuming), 'replay', 'scan', 'watch'. */
@@ -180,7 +182,11 @@ export class Agent {
         config.broker.persistent,
       );
     } else {
-      broadcaster = new StreamBroadcaster(this.options.stdout ?? process.stdout, identity);
+      broadcaster = new StreamBroadcaster(
+        this.options.stdout ?? process.stdout,
+        identity,
+        this.options.formatNotification,
+      );
       logger.info('no ACTIVEMQ_HOST: notifications are printed to stdout');
     }
     this.broadcaster = broadcaster;

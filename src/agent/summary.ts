@@ -29,7 +29,8 @@ function countsLine(c: RunCounts): string {
   ];
   if (c.stfsDuplicate) parts.push(`${c.stfsDuplicate} duplicate`);
   if (c.stfsWithoutFile) parts.push(`${c.stfsWithoutFile} without file`);
-  return `${parts.join(', ')}; ${c.tfsRegistered} TF samples registered (${humanBytes(c.bytesSampled)}), ${c.tfsFailed} failed`;
+  const fresh = c.tfsRegistered - c.tfsExisting;
+  return `${parts.join(', ')}; ${c.tfsRegistered} TF samples registered (${fresh} new, ${c.tfsExisting} already there; ${humanBytes(c.bytesSampled)}), ${c.tfsFailed} failed`;
 }
 
 export function humanBytes(n: number): string {

@@ -7,7 +7,7 @@ import { formatSummary } from '../agent/summary.js';
 import type { Config } from '../config/load.js';
 import { FastmonError, isFastmonError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
-import { commandConfig, stopBoundMs } from './common.js';
+import { commandConfig, stopBoundMs, terminalNotifications } from './common.js';
 import { requireReadableFile } from './inputs.js';
 import { CONFIG_OPTIONS, type CommandSpec, commandHelp, keysExcept, parseCommandLine } from './options.js';
 import { runDirectories } from './scan-command.js';
@@ -61,7 +61,13 @@ async function runReplay(config: Config, file: string): Promise<number> {
     graceMs: stopBoundMs(config),
     notify: (text) => logger.warn(text),
   });
-  const agent = new Agent({ config, logger, consume: false, input: 'replay' });
+  const agent = new Agent({
+    config,
+    logger,
+    consume: false,
+    input: 'replay',
+    formatNotification: terminalNotifications(),
+  });
   const started = Date.now();
   let messages = 0;
   try {

@@ -9,7 +9,7 @@ import { createLogger } from '../log/logger.js';
 import { Ledger } from '../scan/ledger.js';
 import { emptyScanCounts, type ScanContext, type ScanCounts, scanOnce } from '../scan/scan.js';
 import { DirectoryWatcher } from '../scan/watch.js';
-import { commandConfig, stopBoundMs } from './common.js';
+import { commandConfig, stopBoundMs, terminalNotifications } from './common.js';
 import { requireDirectory } from './inputs.js';
 import { CONFIG_OPTIONS, type CommandSpec, commandHelp, keysExcept, parseCommandLine } from './options.js';
 import { humanRate, ProgressLine } from './progress.js';
@@ -92,7 +92,13 @@ export async function runDirectories(
   const stopping = onStopSignals({ graceMs: stopBoundMs(config), notify: (text) => logger.warn(text) });
   const started = Date.now();
   const ledger = await Ledger.open(path.resolve(config.scan.ledger), { logger });
-  const agent = new Agent({ config, logger, consume: false, input: mode });
+  const agent = new Agent({
+    config,
+    logger,
+    consume: false,
+    input: mode,
+    formatNotification: terminalNotifications(),
+  });
   const counts = emptyScanCounts();
   const draw = (force = false) => progress.update(progressText(counts, started), null, force);
   const ctx: ScanContext = {

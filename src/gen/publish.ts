@@ -42,7 +42,7 @@ export interface Registrations {
 }
 
 /**
- * Follows the testbed's order (ecosystem §5.2, §1.6): the Run row exists before run_imminent,
+ * Follows the testbed's order (docs/testbed-interface.md, "Run states and the usual sequence", "stf_ready"): the Run row exists before run_imminent,
  * each StfFile row before its stf_ready, and the Run's end_time is set after end_run, as the
  * example data agent does. Every write is idempotent, so running the same command twice adds
  * no rows and does not fail.
@@ -71,7 +71,7 @@ export class DaqRole {
     const checksum = `ad:${stf.adler32 >>> 0}`;
     if (this.o.monitor && this.runPk !== null)
       await this.registerStf(this.o.monitor, this.runPk, stf, checksum);
-    // The example data agent's stf_ready (§1.6) with the values its producer left null filled in;
+    // The example data agent's stf_ready (docs/testbed-interface.md, "stf_ready") with the values its producer left null filled in;
     // tf_count is ours: fastmon reads it when the file itself is out of reach.
     await this.send({
       msg_type: 'stf_ready',
@@ -97,7 +97,7 @@ export class DaqRole {
     }
   }
 
-  /** Common fields of §1.4; `run_id` is a string, as the workflow runner sends it. */
+  /** Common fields of the lifecycle messages (docs/testbed-interface.md); `run_id` is a string, as the workflow runner sends it. */
   private async send(fields: Record<string, unknown>): Promise<void> {
     await this.o.broadcaster.publish({
       ...fields,

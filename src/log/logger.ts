@@ -15,12 +15,23 @@ export interface LoggerOptions {
   name?: string;
 }
 
+/**
+ * Terminal log lines: one line per record (the fields after the message), without the pid and
+ * name every line repeats. JSON (no TTY) keeps every field.
+ */
+export const PRETTY_OPTIONS = {
+  colorize: true,
+  translateTime: 'SYS:HH:MM:ss.l',
+  singleLine: true,
+  ignore: 'pid,hostname,name',
+} as const;
+
 export function createLogger(options: LoggerOptions): Logger {
   const usePretty = options.pretty ?? (options.destination === undefined && process.stderr.isTTY === true);
   const destination =
     options.destination ??
     (usePretty
-      ? pretty({ destination: 2, sync: true, colorize: true, translateTime: 'SYS:HH:MM:ss.l' })
+      ? pretty({ ...PRETTY_OPTIONS, destination: 2, sync: true })
       : pino.destination({ fd: 2, sync: true }));
   const logger = pino(
     {

@@ -32,7 +32,7 @@ const KEEP_ENDED = 64;
 
 /**
  * The workflow runner stamps `state`/`substate` on lifecycle messages; daqsim does not, so a
- * message without them implies the testbed's usual pair (contract §5.2): run_imminent →
+ * message without them implies the testbed's usual pair (docs/testbed-interface.md, "Run states and the usual sequence"): run_imminent →
  * beam/not_ready, start_run and resume_run → run/physics, pause_run → run/standby. end_run keeps
  * the last pair, so an STF announced late (the data agent lags) is judged by when it was taken.
  */
@@ -148,6 +148,7 @@ export function emptyCounts(): RunCounts {
     stfsDuplicate: 0,
     stfsWithoutFile: 0,
     tfsRegistered: 0,
+    tfsExisting: 0,
     tfsFailed: 0,
     bytesSampled: 0,
   };

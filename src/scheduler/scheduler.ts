@@ -214,7 +214,7 @@ export class Scheduler {
     const log = logger.child({ run: stf.runId, stf: stf.filename, msgId: messageId });
 
     if (!stf.filename) {
-      // The Rucio data agents announce a whole run with one stf_ready and no filename (§1.6).
+      // The Rucio data agents announce a whole run with one stf_ready and no filename (docs/testbed-interface.md, "stf_ready").
       this.count(run, 'stfsWithoutFile');
       metrics.stfs.inc({ outcome: 'no_file' });
       log.info('stf_ready without filename (per-run announcement): nothing to sample');
@@ -307,6 +307,8 @@ export class Scheduler {
     const failureCodes = [...new Set(outcomes.flatMap((o) => (o.code ? [o.code] : [])))];
     this.count(run, 'stfsSampled');
     this.count(run, 'tfsRegistered', registered);
+    const existing = registrations.filter((r) => r.kind === 'registered' && !r.created).length;
+    this.count(run, 'tfsExisting', existing);
     this.count(run, 'tfsFailed', failed);
     this.count(
       run,
@@ -318,6 +320,7 @@ export class Scheduler {
       {
         samples: result.samples.length,
         registered,
+        existing,
         failed,
         deferred,
         unbroadcast,
@@ -389,13 +392,18 @@ export class Scheduler {
     result: StfTaskSuccess,
     sample: Sample,
     log: Logger,
-  ): Promise<SampleOutcome | { kind: 'registered'; body: Record<string, unknown>; tfFilename: string }> {
+  ): Promise<
+    | SampleOutcome
+    | { kind: 'registered'; body: Record<string, unknown>; tfFilename: string; created: boolean }
+  > {
     const { registrar, metrics } = this.deps;
     const record = sampleRecord(stf, result, sample, this.deps.processedBy());
     let tfFileId: string;
+    let created: boolean;
     try {
       const registered = await registrar.register(record, this.abort.signal);
       tfFileId = registered.tfFileId;
+      created = registered.created;
       metrics.tfsRegistered.inc({ created: String(registered.created) });
       if (run && sample.fileSizeBytes !== null) {
         const bucket = sizeBucket(sample.fileSizeBytes);
@@ -435,7 +443,7 @@ export class Scheduler {
       tfFileId,
       status: 'registered',
     });
-    return { kind: 'registered', body, tfFilename: sample.tfFilename };
+    return { kind: 'registered', body, tfFilename: sample.tfFilename, created };
   }
 
   /** Broadcasts a registered sample's tf_file_registered. */
