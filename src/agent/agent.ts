@@ -246,7 +246,7 @@ export class Agent {
     if (this.broker) {
       this.broker.start();
       if (this.options.consume !== false) this.subscribe(this.broker);
-      const connected = await this.broker.waitConnected(Math.max(config.broker.reconnectMaxMs, 15_000)).then(
+      const waiting = this.broker.waitConnected(Math.max(config.broker.reconnectMaxMs, 15_000)).then(
         () => true,
         (err: Error) => {
           // Not fatal: the connection keeps retrying in the background.
@@ -254,6 +254,8 @@ export class Agent {
           return false;
         },
       );
+      // A stop signal ends the wait for a broker that does not answer (start-up must not swallow it).
+      const connected = signal ? await Promise.race([waiting, shutdownOn(signal)]) : await waiting;
       // Started means listening: stf_ready sent to a topic before the broker has the subscription is lost.
       if (connected && this.options.consume !== false && !(await this.broker.waitSubscribed(10_000))) {
         logger.warn(
@@ -575,4 +577,13 @@ export class Agent {
     if (!this.broadcaster) throw new FastmonError('SHUTDOWN', 'agent not started');
     return this.broadcaster;
   }
+}
+
+/** Rejects with SHUTDOWN once `signal` is aborted; never resolves. */
+function shutdownOn(signal: AbortSignal): Promise<never> {
+  return new Promise((_resolve, reject) => {
+    const stop = () => reject(new FastmonError('SHUTDOWN', 'stopped during start-up'));
+    if (signal.aborted) stop();
+    else signal.addEventListener('abort', stop, { once: true });
+  });
 }

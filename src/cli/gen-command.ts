@@ -5,7 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { writeStf } from '../../workers/stf-writer.js';
 import type { Config } from '../config/load.js';
-import type { FastmonError } from '../errors.js';
+import { FastmonError, isFastmonError } from '../errors.js';
 import { describeStf, PLAN_DEFAULTS, type PlanOptions, payloadFill, planStf } from '../gen/plan.js';
 import { DaqRole } from '../gen/publish.js';
 import { createLogger, type Logger } from '../log/logger.js';
@@ -152,7 +152,7 @@ export async function genCommand(argv: readonly string[], io: GenIo = process): 
   let role: DaqRole | null = null;
   let close = async () => {};
   try {
-    if (settings.publish) ({ role, close } = await connect(config, settings, logger));
+    if (settings.publish) ({ role, close } = await connect(config, settings, logger, stopping.signal));
     logger.info(
       { run: settings.plan.run, count: settings.plan.count, out: settings.out },
       'writing synthetic run',
@@ -191,6 +191,9 @@ export async function genCommand(argv: readonly string[], io: GenIo = process): 
     }
     await publishing;
     await role?.endRun(files);
+  } catch (err) {
+    // A stop while the broker does not answer yet ends the run like any other stop.
+    if (!isFastmonError(err, 'SHUTDOWN')) throw err;
   } finally {
     if (files > 0) progress.finish(progressText(files, total, bytes, started), files / total);
     else progress.finish();
@@ -207,6 +210,7 @@ async function connect(
   config: Config,
   settings: GenSettings,
   logger: Logger,
+  signal: AbortSignal,
 ): Promise<{ role: DaqRole; close: () => Promise<void> }> {
   const user = (process.env.USER || process.env.LOGNAME || userInfo().username || 'user').replace(
     /[^\w.-]/g,
@@ -235,7 +239,7 @@ async function connect(
   };
   connection.start();
   try {
-    await connection.waitConnected(15_000);
+    await Promise.race([connection.waitConnected(15_000), stopped(signal)]);
   } catch (err) {
     await close();
     throw err;
@@ -261,6 +265,15 @@ async function connect(
     logger,
   });
   return { role, close };
+}
+
+/** Rejects with SHUTDOWN when the stop signal comes (never resolves). */
+function stopped(signal: AbortSignal): Promise<never> {
+  return new Promise((_resolve, reject) => {
+    const fail = () => reject(new FastmonError('SHUTDOWN', 'stopped while connecting to the broker'));
+    if (signal.aborted) fail();
+    else signal.addEventListener('abort', fail, { once: true });
+  });
 }
 
 /** Waits until `at` (a performance.now() time): a schedule, so slow writes do not add up to drift. */

@@ -175,3 +175,35 @@ describe('what a scan says about itself', () => {
     expect(scan.stdout).not.toContain('(imminent)');
   });
 });
+
+describe('every command stops on the first signal, also while the broker does not answer', () => {
+  const unreachable = ['--broker-host', '127.0.0.1', '--broker-port', '1'];
+  const cases: { name: string; args: (dir: string) => string[]; code: number }[] = [
+    { name: 'agent', args: () => ['agent', ...unreachable, '--catalog', 'c.jsonl'], code: 0 },
+    {
+      name: 'scan',
+      args: (dir) => ['scan', ...unreachable, '--catalog', 'c.jsonl', '--ledger', 'l.tsv', dir],
+      code: 143,
+    },
+    {
+      name: 'gen --publish',
+      args: () => ['gen', '--out', 'g', '--run', '7', '--count', '2', '--publish', ...unreachable],
+      code: 143,
+    },
+  ];
+  for (const c of cases) {
+    it(`${c.name} exits ${c.code} within 5 s of SIGTERM`, async () => {
+      const cwd = emptyDir();
+      mkdirSync(path.join(cwd, 'data'));
+      const { proc, out, exited } = startCli(c.args('data'), { FASTMON_HTTP_PORT: '-1' }, cwd);
+      await waitFor(() => out.stderr.includes('reconnecting'), `${c.name} to retry the broker`);
+      const started = Date.now();
+      proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
+      const code = await exited;
+      clearTimeout(timer);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect(code, out.stderr.slice(-2000)).toBe(c.code);
+    });
+  }
+});
