@@ -216,10 +216,18 @@ describe('client dashboard in a terminal (tmux)', () => {
     expect(screen).toMatch(/^300001\s+\S+\s+3\s+12\s+60\.0 kB/m);
     // q quits as Ctrl+C does: the screen is restored, the summary printed, exit 0.
     tmux('send-keys', '-t', 'cli', 'q');
+    // tmux marks the pane dead when the terminal closes, and learns the exit status a moment later.
+    const dead = () =>
+      tmux(
+        'display-message',
+        '-p',
+        '-t',
+        'cli',
+        '#{pane_dead} #{pane_dead_status}#{pane_dead_signal}',
+      ).trim();
     const deadAt = Date.now() + 5_000;
-    while (Date.now() < deadAt && tmux('display-message', '-p', '-t', 'cli', '#{pane_dead}').trim() !== '1')
-      await sleep(100);
-    expect(tmux('display-message', '-p', '-t', 'cli', '#{pane_dead} #{pane_dead_status}').trim()).toBe('1 0');
+    while (Date.now() < deadAt && !/^1 \d/.test(dead())) await sleep(100);
+    expect(dead(), tmux('capture-pane', '-p', '-t', 'cli')).toBe('1 0');
     expect(tmux('capture-pane', '-p', '-t', 'cli')).toMatch(/samples\s+12 TF samples received/);
     rmSync(dir, { recursive: true, force: true });
   });
