@@ -13,12 +13,17 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
+/** The JVM of the selected test broker (both may run at once; each script's instance is told apart). */
 export function brokerPid(): number | null {
+  const marker =
+    process.env.FASTMON_TEST_BROKER === 'classic'
+      ? '-Dactivemq.base=/var/lib/activemq/main'
+      : '-Dartemis.instance=/var/lib/artemis-fastmon';
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (cmdline.includes('java') && cmdline.includes('activemq')) return Number(entry);
+      if (cmdline.includes('java') && cmdline.split('\0').includes(marker)) return Number(entry);
     } catch {}
   }
   return null;

@@ -8,7 +8,10 @@ import { type StompitClient, stompit } from '../src/messaging/stompit.js';
 type Client = StompitClient;
 
 export const STOMP_HOST = process.env.ACTIVEMQ_HOST || '127.0.0.1';
-export const STOMP_PORT = Number(process.env.ACTIVEMQ_PORT || 61613);
+/** The test broker FASTMON_TEST_BROKER selects (default artemis), as `npm run bench` set it up. */
+export const BROKER_KIND = process.env.FASTMON_TEST_BROKER === 'classic' ? 'classic' : 'artemis';
+const SETUP_SCRIPT = BROKER_KIND === 'classic' ? 'test/setup/activemq.sh' : 'test/setup/artemis.sh';
+export const STOMP_PORT = Number(process.env.ACTIVEMQ_PORT || (BROKER_KIND === 'classic' ? 61613 : 61713));
 
 /** Fails with what to do when nothing answers STOMP: the bench needs the broker the tests use. */
 export async function requireBroker(): Promise<void> {
@@ -26,7 +29,12 @@ export async function requireBroker(): Promise<void> {
     socket.once('error', () => resolve(false));
   });
   const xml = '/etc/activemq/instances-enabled/main/activemq.xml';
-  if (answered && existsSync(xml) && !readFileSync(xml, 'utf8').includes('tcpNoDelay=true')) {
+  if (
+    answered &&
+    BROKER_KIND === 'classic' &&
+    existsSync(xml) &&
+    !readFileSync(xml, 'utf8').includes('tcpNoDelay=true')
+  ) {
     console.warn(
       `note: ${xml} has no transport.tcpNoDelay=true: latencies will include 40 ms Nagle stalls. ` +
         'Run `sudo bash test/setup/activemq.sh restart` to reconfigure (docs/test-broker.md).',
@@ -34,8 +42,8 @@ export async function requireBroker(): Promise<void> {
   }
   if (!answered) {
     throw new Error(
-      `ActiveMQ does not answer STOMP on ${STOMP_HOST}:${STOMP_PORT}. The broker scenarios need it: ` +
-        'install and start it with `sudo bash test/setup/activemq.sh` (Debian activemq 5.17), then rerun.',
+      `ActiveMQ (${BROKER_KIND}) does not answer STOMP on ${STOMP_HOST}:${STOMP_PORT}. The broker scenarios ` +
+        `need it: install and start it with \`sudo bash ${SETUP_SCRIPT}\` (FASTMON_TEST_BROKER), then rerun.`,
     );
   }
 }

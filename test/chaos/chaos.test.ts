@@ -1,4 +1,5 @@
-// Runs alone (vitest.chaos.config.ts, after the main suite): it kills and restarts the shared broker.
+// Runs alone (vitest.chaos.config.ts, after the main suite): it kills and restarts the shared broker
+// (the one FASTMON_TEST_BROKER selects, through its own setup script).
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -8,13 +9,13 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { StompConnection } from '../../src/messaging/stomp.js';
-import { brokerAddress } from '../support/broker.js';
+import { brokerAddress, brokerKind, brokerScript } from '../support/broker.js';
 import { captureLogs } from '../support/logs.js';
 import { type MonitorDouble, startMonitorDouble } from '../support/monitor-double.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const CLI = path.join(ROOT, 'dist/src/cli.js');
-const BROKER_SCRIPT = path.join(ROOT, 'test/setup/activemq.sh');
+const BROKER_SCRIPT = path.join(ROOT, brokerScript());
 const STFS = 2000;
 const RUN = 109000;
 
@@ -76,7 +77,7 @@ function startAgent(env: Record<string, string>): ChildProcess {
   return child;
 }
 
-describe('chaos: broker, monitor and agent failures during a stream of 2,000 stf_ready', () => {
+describe(`chaos (${brokerKind() === 'artemis' ? 'Artemis' : 'Classic'}): broker, monitor and agent failures during a stream of 2,000 stf_ready`, () => {
   it('ends with exactly 7 × 2,000 FastMonFile rows and every sample notified at least once', async () => {
     double = await startMonitorDouble();
     for (let seq = 1; seq <= STFS; seq++) double.addStfFile({ stf_filename: name(seq), run_number: RUN });
@@ -91,7 +92,14 @@ describe('chaos: broker, monitor and agent failures during a stream of 2,000 stf
       {
         destination: out,
         ack: 'client-individual',
-        headers: { 'activemq.subscriptionName': 'observer', 'activemq.prefetchSize': '1000' },
+        // Artemis reads activemq.prefetchSize as a window in bytes (one message at a time): the
+        // observer asks it for an unbounded window instead, so that it keeps up with the stream.
+        headers: {
+          'activemq.subscriptionName': 'observer',
+          ...(brokerKind() === 'artemis'
+            ? { 'consumer-window-size': '-1' }
+            : { 'activemq.prefetchSize': '1000' }),
+        },
       },
       (m) => {
         const body = JSON.parse(m.body) as { tf_filename?: string };

@@ -1,5 +1,5 @@
-// Vitest globalSetup: make sure the real ActiveMQ broker the tests use answers STOMP, and tell the
-// tests where it is through inject('stompHost'), inject('stompPort'), inject('stompTlsPort'), ...
+// Vitest globalSetup: make sure the real broker the tests use (FASTMON_TEST_BROKER=artemis|classic) answers
+// STOMP, and tell the tests which one and where through inject('brokerKind'), inject('stompPort'), ...
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP, Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
@@ -7,12 +7,28 @@ import { connect as tlsConnect } from 'node:tls';
 import type {} from 'vitest';
 import type { TestProject } from 'vitest/node';
 
+/** The two brokers the tests run against: ActiveMQ Artemis (the testbed's) and ActiveMQ Classic. */
+export type BrokerKind = 'artemis' | 'classic';
+
+/**
+ * How the STOMP acceptor maps destinations. 'prefixed': `/topic/x` is the multicast address `x` and
+ * `/queue/x` the anycast address `x` (Classic always; Artemis with anycastPrefix/multicastPrefix).
+ * 'literal': the destination is the address name itself (`artemis create`'s default acceptor).
+ */
+export type AcceptorStyle = 'prefixed' | 'literal';
+
 declare module 'vitest' {
   export interface ProvidedContext {
     /** false only when FASTMON_TESTS_WITHOUT_BROKER=1 outside CI and no broker answers. */
     brokerAvailable: boolean;
+    /** The broker selected by FASTMON_TEST_BROKER (default artemis). */
+    brokerKind: BrokerKind;
+    /** The destination style of the acceptor on stompPort. */
+    stompStyle: AcceptorStyle;
     stompHost: string;
     stompPort: number;
+    /** Artemis only: the port of the acceptor of the other style (0 on Classic or when it does not answer). */
+    stompOtherStylePort: number;
     /** 0 when no STOMP+TLS connector answers. */
     stompTlsPort: number;
     /** Path of the PEM CA certificate that signed the broker's TLS certificate ('' without TLS). */
@@ -21,10 +37,36 @@ declare module 'vitest' {
 }
 
 const DEFAULT_HOST = '127.0.0.1';
-const DEFAULT_PORT = 61613;
-const DEFAULT_TLS_PORT = 61614;
-const DEFAULT_TLS_CA = '/etc/activemq/instances-available/main/fastmon-test-ca.pem';
+/** Where test/setup/activemq.sh and test/setup/artemis.sh put each broker. */
+const BROKERS = {
+  classic: {
+    name: 'ActiveMQ Classic',
+    script: 'test/setup/activemq.sh',
+    port: 61613,
+    tlsPort: 61614,
+    otherStylePort: 0,
+    tlsCa: '/etc/activemq/instances-available/main/fastmon-test-ca.pem',
+  },
+  artemis: {
+    name: 'ActiveMQ Artemis',
+    script: 'test/setup/artemis.sh',
+    // The default acceptor of `artemis create` (no prefix stripping), as the testbed's docker image.
+    port: 61713,
+    tlsPort: 61714,
+    // The acceptor with anycastPrefix=/queue/;multicastPrefix=/topic/.
+    otherStylePort: 61715,
+    tlsCa: '/var/lib/artemis-fastmon/etc/fastmon-test-ca.pem',
+  },
+} as const;
 const PROBE_TIMEOUT_MS = 2_000;
+
+/** FASTMON_TEST_BROKER, checked: the one switch between the two test brokers. */
+export function selectedBroker(env: NodeJS.ProcessEnv = process.env): BrokerKind {
+  const raw = env.FASTMON_TEST_BROKER;
+  if (raw === undefined || raw === '') return 'artemis';
+  if (raw === 'artemis' || raw === 'classic') return raw;
+  throw new Error(`FASTMON_TEST_BROKER=${raw}: expected artemis or classic`);
+}
 
 function portFromEnv(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -82,22 +124,29 @@ function probeStomp(open: () => Socket, readyEvent: 'connect' | 'secureConnect')
 }
 
 export default async function setup({ provide }: TestProject): Promise<void> {
+  const kind = selectedBroker();
+  const broker = BROKERS[kind];
   const host = process.env.FASTMON_TEST_STOMP_HOST || DEFAULT_HOST;
-  const port = portFromEnv('FASTMON_TEST_STOMP_PORT', DEFAULT_PORT);
-  const tlsPort = portFromEnv('FASTMON_TEST_STOMP_TLS_PORT', DEFAULT_TLS_PORT);
-  const tlsCa = process.env.FASTMON_TEST_STOMP_TLS_CA || DEFAULT_TLS_CA;
+  const port = portFromEnv('FASTMON_TEST_STOMP_PORT', broker.port);
+  const tlsPort = portFromEnv('FASTMON_TEST_STOMP_TLS_PORT', broker.tlsPort);
+  const tlsCa = process.env.FASTMON_TEST_STOMP_TLS_CA || broker.tlsCa;
+  provide('brokerKind', kind);
   provide('stompHost', host);
   provide('stompPort', port);
+  provide('stompStyle', kind === 'artemis' && port === BROKERS.artemis.port ? 'literal' : 'prefixed');
+  provide('stompOtherStylePort', 0);
+  process.stderr.write(`Test broker: ${broker.name} (FASTMON_TEST_BROKER=${kind}), STOMP ${host}:${port}\n`);
 
   const failure = await probeStomp(() => new Socket().connect(port, host), 'connect');
   if (failure !== null) {
     const diagnosis =
-      `No ActiveMQ broker answers STOMP on ${host}:${port} (${failure}).\n` +
-      'The tests need a real ActiveMQ Classic broker (Debian package `activemq`) with STOMP on ' +
-      `${DEFAULT_HOST}:${DEFAULT_PORT}. Install/configure/start it with:\n\n` +
-      '    sudo bash test/setup/activemq.sh\n\n' +
+      `No ${broker.name} broker answers STOMP on ${host}:${port} (${failure}).\n` +
+      `The tests need a real ${broker.name} broker (FASTMON_TEST_BROKER=${kind}) with STOMP on ` +
+      `${DEFAULT_HOST}:${broker.port}. Install/configure/start it with:\n\n` +
+      `    sudo bash ${broker.script}\n\n` +
       '(`npm test` runs that script through its `pretest` step; `npx vitest` does not.)\n' +
-      'Point the tests at another broker with FASTMON_TEST_STOMP_HOST / FASTMON_TEST_STOMP_PORT.';
+      'FASTMON_TEST_BROKER=artemis|classic selects the broker (default artemis); ' +
+      'FASTMON_TEST_STOMP_HOST / FASTMON_TEST_STOMP_PORT point the tests at another one.';
     if (process.env.CI !== 'true' && process.env.FASTMON_TESTS_WITHOUT_BROKER === '1') {
       const bar = '!'.repeat(100);
       process.stderr.write(
@@ -114,6 +163,17 @@ export default async function setup({ provide }: TestProject): Promise<void> {
     );
   }
   provide('brokerAvailable', true);
+
+  if (broker.otherStylePort !== 0) {
+    const other = await probeStomp(() => new Socket().connect(broker.otherStylePort, host), 'connect');
+    if (other !== null) {
+      throw new Error(
+        `${broker.name}'s second STOMP acceptor on ${host}:${broker.otherStylePort} does not answer (${other}): ` +
+          `rerun sudo bash ${broker.script} restart`,
+      );
+    }
+    provide('stompOtherStylePort', broker.otherStylePort);
+  }
 
   let tlsFailure: string | null = `CA certificate ${tlsCa} not found`;
   if (existsSync(tlsCa)) {

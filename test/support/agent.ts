@@ -39,6 +39,9 @@ export async function startTestAgent(options: TestAgentOptions = {}): Promise<Te
     FASTMON_MONITOR_RETRY_DELAY_MS: '20',
     FASTMON_RECONNECT_MAX_MS: '2000',
     FASTMON_OUTBOX: path.join(tmpdir(), `fastmon-test-outbox-${randomUUID()}.jsonl`),
+    // A test-only account of the Artemis test broker (Classic's accepts any login): a distinctive
+    // password, so that the secret scan can tell it never reached a log.
+    ACTIVEMQ_USER: 'fastmon-test',
     ACTIVEMQ_PASSWORD: 'admin-broker-password',
     ...(options.broker === false ? {} : brokerEnv()),
     ...(options.monitor

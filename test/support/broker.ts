@@ -13,9 +13,22 @@ export interface Received {
 
 export function brokerAddress(): { host: string; port: number } {
   if (!inject('brokerAvailable')) {
-    throw new Error('ActiveMQ is not available on 127.0.0.1:61613: run `sudo bash test/setup/activemq.sh`');
+    throw new Error(
+      `the test broker (${inject('brokerKind')}) does not answer on ${inject('stompHost')}:${inject('stompPort')}: ` +
+        'run `sudo bash test/setup/broker.sh` (FASTMON_TEST_BROKER=artemis|classic)',
+    );
   }
   return { host: inject('stompHost'), port: inject('stompPort') };
+}
+
+/** Which broker the suite runs against (FASTMON_TEST_BROKER, default artemis). */
+export function brokerKind(): 'artemis' | 'classic' {
+  return inject('brokerKind');
+}
+
+/** The setup script of the selected broker (start | stop | restart | status), relative to the repository. */
+export function brokerScript(): string {
+  return brokerKind() === 'classic' ? 'test/setup/activemq.sh' : 'test/setup/artemis.sh';
 }
 
 /** A fresh topic per test, so test files running at once never see each other's messages. */
@@ -26,8 +39,9 @@ export function uniqueTopic(label: string): string {
 export class TestPeer {
   private constructor(private readonly client: Client) {}
 
-  static async connect(): Promise<TestPeer> {
-    const { host, port } = brokerAddress();
+  /** Connects to the test broker; `port` picks another of its STOMP acceptors. */
+  static async connect(port = brokerAddress().port): Promise<TestPeer> {
+    const { host } = brokerAddress();
     const client = await new Promise<Client>((resolve, reject) => {
       stompit.connect(
         {
