@@ -46,6 +46,11 @@ export const ErrorCodes = {
   // the user's mistake, reported before anything starts (exit 2).
   INPUT_UNREADABLE: 'INPUT_UNREADABLE',
   OUTPUT_UNWRITABLE: 'OUTPUT_UNWRITABLE',
+  // Interop (issue 13): conditions logged with a code for the operator, not thrown.
+  RUN_INCOMPLETE: 'RUN_INCOMPLETE',
+  STF_AFTER_RUN_END: 'STF_AFTER_RUN_END',
+  MONITOR_LOGS_REFUSED: 'MONITOR_LOGS_REFUSED',
+  METRICS_PORT_IN_USE: 'METRICS_PORT_IN_USE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

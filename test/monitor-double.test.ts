@@ -734,3 +734,177 @@ async function until(condition: () => boolean, timeoutMs = 2000): Promise<void> 
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
+
+describe('filters are exact, as django-filter applies them (swf-monitor >= 2026-07-31)', () => {
+  it('matches stf_filename and tf_filename exactly: a prefix or another case finds nothing', async () => {
+    seedStf('swf.100001.000001.stf');
+    monitor.addFastmonFile(sample('swf.100001.000001_tf_001.tf'));
+    const count = async (path: string) => ((await get(path)).body as unknown[]).length;
+    expect(await count('/api/stf-files/?stf_filename=swf.100001.000001.stf')).toBe(1);
+    expect(await count('/api/stf-files/?stf_filename=swf.100001')).toBe(0);
+    expect(await count('/api/stf-files/?stf_filename=SWF.100001.000001.STF')).toBe(0);
+    expect(await count('/api/fastmon-files/?tf_filename=swf.100001.000001_tf_001')).toBe(0);
+    expect(await count('/api/fastmon-files/?stf_filename=swf.100001')).toBe(0);
+    expect((await get('/api/stf-files/?workflow_id=nope')).status).toBe(400);
+  });
+
+  it('returns the tf_count of an StfFile row, which the agent reads when nothing else says', async () => {
+    seedStf('swf.100001.000002.stf', 100);
+    const rows = (await get('/api/stf-files/?stf_filename=swf.100001.000002.stf')).body as {
+      tf_count: number;
+    }[];
+    expect(rows).toEqual([expect.objectContaining({ tf_count: 100 })]);
+  });
+});
+
+describe('AppLog (POST /api/logs/, AllowAny, one record per request)', () => {
+  const record = (extra: Record<string, unknown> = {}) => ({
+    app_name: 'base_agent',
+    instance_name: 'fastmon-agent-test-1',
+    timestamp: '2026-12-02T09:00:00.123Z',
+    level: 20,
+    levelname: 'INFO',
+    message: 'STF sampled',
+    module: 'swf-fastmon',
+    funcname: '-',
+    lineno: 0,
+    process: 1234,
+    thread: 0,
+    extra_data: { run_id: '101993' },
+    ...extra,
+  });
+
+  it('takes a record without a token and stores it', async () => {
+    const answer = await post('/api/logs/', record(), { auth: null });
+    expect(answer).toMatchObject({
+      status: 201,
+      body: { id: 1, level: 20, timestamp: '2026-12-02T09:00:00.123000Z' },
+    });
+    expect(monitor.appLogs).toHaveLength(1);
+  });
+
+  it('still refuses a wrong token, as DRF authenticates before AllowAny', async () => {
+    expect((await post('/api/logs/', record(), { auth: 'Token wrong' })).status).toBe(401);
+  });
+
+  it('requires every field but level and extra_data, and refuses blanks', async () => {
+    const answer = await post('/api/logs/', { app_name: 'x', funcname: '' }, { auth: null });
+    expect(answer.status).toBe(400);
+    const errors = answer.body as Record<string, string[]>;
+    for (const field of [
+      'instance_name',
+      'timestamp',
+      'levelname',
+      'message',
+      'module',
+      'lineno',
+      'process',
+      'thread',
+    ])
+      expect(errors[field], field).toEqual(['This field is required.']);
+    expect(errors.funcname).toEqual(['This field may not be blank.']);
+    expect(errors.level).toBeUndefined();
+    expect(errors.extra_data).toBeUndefined();
+  });
+
+  it("takes only Python logging's levels, and one object, not a list", async () => {
+    expect(await post('/api/logs/', record({ level: 25 }), { auth: null })).toMatchObject({
+      status: 400,
+      body: { level: ['"25" is not a valid choice.'] },
+    });
+    expect(await post('/api/logs/', [record()], { auth: null })).toMatchObject({
+      status: 400,
+      body: { non_field_errors: ['Invalid data. Expected a dictionary, but got list.'] },
+    });
+  });
+});
+
+describe('workflow executions (the runner creates one before its lifecycle messages)', () => {
+  async function definition(): Promise<number> {
+    const answer = await post('/api/workflow-definitions/', {
+      workflow_name: 'stf_datataking',
+      version: '1.0',
+      workflow_type: 'simulation',
+      definition: 'code',
+      created_by: 'tester',
+    });
+    expect(answer.status).toBe(201);
+    return (answer.body as { id: number }).id;
+  }
+
+  it('refuses a second definition with the same name and version', async () => {
+    await definition();
+    const again = await post('/api/workflow-definitions/', {
+      workflow_name: 'stf_datataking',
+      version: '1.0',
+      workflow_type: 'simulation',
+      definition: 'code',
+      created_by: 'tester',
+    });
+    expect(again).toMatchObject({
+      status: 400,
+      body: { non_field_errors: ['The fields workflow_name, version must make a unique set.'] },
+    });
+  });
+
+  it('creates an execution keyed by execution_id, refuses a duplicate, and updates it by PATCH', async () => {
+    const id = await definition();
+    const execution = {
+      execution_id: 'stf_datataking-tester-0001',
+      workflow_definition: id,
+      parameter_values: { stf_count: 4 },
+      status: 'running',
+      start_time: '2026-12-02T09:00:00Z',
+      executed_by: 'tester',
+      namespace: 'ns1',
+    };
+    expect((await post('/api/workflow-executions/', execution)).status).toBe(201);
+    expect(await post('/api/workflow-executions/', execution)).toMatchObject({
+      status: 400,
+      body: { execution_id: ['workflow execution with this execution id already exists.'] },
+    });
+    expect(
+      await post('/api/workflow-executions/', { ...execution, execution_id: 'x', workflow_definition: 99 }),
+    ).toMatchObject({
+      status: 400,
+      body: { workflow_definition: ['Invalid pk "99" - object does not exist.'] },
+    });
+    const done = await patch('/api/workflow-executions/stf_datataking-tester-0001/', {
+      status: 'completed',
+      end_time: '2026-12-02T09:05:00Z',
+    });
+    expect(done).toMatchObject({
+      status: 200,
+      body: { status: 'completed', end_time: '2026-12-02T09:05:00Z' },
+    });
+    expect(((await get('/api/workflow-executions/?status=completed')).body as unknown[]).length).toBe(1);
+    expect(((await get('/api/workflow-executions/?status=running')).body as unknown[]).length).toBe(0);
+  });
+
+  it("flags a lifecycle message naming no execution, as the monitor's listener logs an error for it", async () => {
+    const id = await definition();
+    await post('/api/workflow-executions/', {
+      execution_id: 'known-0001',
+      workflow_definition: id,
+      parameter_values: {},
+      start_time: '2026-12-02T09:00:00Z',
+      executed_by: 'tester',
+    });
+    expect(
+      monitor.listenerError({ msg_type: 'start_run', run_id: '1', execution_id: 'known-0001' }),
+    ).toBeNull();
+    expect(
+      monitor.listenerError({ msg_type: 'start_run', run_id: '1', execution_id: 'unknown-0001' }),
+    ).toMatch(/WorkflowExecution matching query does not exist/);
+    // Not a lifecycle message, or no execution named: nothing to join.
+    expect(monitor.listenerError({ msg_type: 'stf_ready', execution_id: 'unknown-0001' })).toBeNull();
+    expect(monitor.listenerError({ msg_type: 'end_run', run_id: '1' })).toBeNull();
+  });
+
+  it('hands out execution sequence numbers from 1', async () => {
+    expect((await post('/api/state/next-workflow-execution-id/', { workflow_name: 'w' })).body).toEqual({
+      sequence: 1,
+      status: 'success',
+    });
+  });
+});

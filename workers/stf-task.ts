@@ -35,7 +35,8 @@ export interface StfTask {
   stfChecksum: boolean;
 }
 
-export type TfCountSource = 'header' | 'message' | 'default';
+/** Where tf_count came from, in the order tried: STF header, message, StfFile row (main thread), default. */
+export type TfCountSource = 'header' | 'message' | 'stf_file' | 'default';
 
 export interface Sample extends TfSample {
   /** `ad:<adler32>` of the extracted sample file. */

@@ -1,5 +1,6 @@
 // The agent: composes configuration, messaging, run state, the scheduler, sinks, heartbeats and ops.
 
+import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -7,9 +8,9 @@ import { pathToFileURL } from 'node:url';
 import type { Config } from '../config/load.js';
 import { FastmonError, isFastmonError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import type { MonitorLogShipper } from '../log/monitor-logs.js';
 import {
   decodeMessage,
-  fastmonStatus,
   type Incoming,
   OWN_TYPES,
   type RunCounts,
@@ -20,7 +21,7 @@ import {
 import { type InboundMessage, StompConnection } from '../messaging/stomp.js';
 import { MonitorClient } from '../monitor/client.js';
 import { MonitorHttp } from '../monitor/http.js';
-import { type OpsServer, startOpsServer } from '../ops/http.js';
+import { type OpsServer, startOpsServerNear } from '../ops/http.js';
 import { createMetrics, type Metrics } from '../ops/metrics.js';
 import { emptyCounts, RunStates } from '../run/run-states.js';
 import { createInlineExecutor, createPool, type StfExecutor } from '../scheduler/pool.js';
@@ -30,6 +31,7 @@ import { CatalogRegistrar } from '../sinks/catalog.js';
 import { MonitorRegistrar, type Registrar } from '../sinks/registrar.js';
 import { DeferredSamples } from './deferred.js';
 import { Heartbeats, type OperationalState, osUser } from './heartbeat.js';
+import { RunEnds } from './run-end.js';
 import { Summaries } from './summaries.js';
 
 /** What becomes of a broker message once handled: acknowledged, or handled again later. */
@@ -65,6 +67,13 @@ export interface AgentOptions {
   input?: 'broker' | 'replay' | 'scan' | 'watch';
   /** Run STF tasks on the main thread instead of the pool; overrides `agent.inline`. */
   inline?: boolean;
+  /**
+   * Open the /metrics port (default true: the agent command). scan and watch pass false: they open
+   * one only when agent.http_port is set explicitly, so they never take a running agent's port.
+   */
+  metricsPort?: boolean;
+  /** The logger's AppLog shipper (createLogger's `ship`): named once the agent has its name, closed last. */
+  logShipper?: MonitorLogShipper;
 }
 
 export class Agent {
@@ -77,9 +86,9 @@ export class Agent {
   private broker: StompConnection | null = null;
   private monitor: MonitorClient | null = null;
   private registrar: Registrar | null = null;
-  private broadcaster: Broadcaster | null = null;
   private deferred: DeferredSamples | null = null;
   private summaries: Summaries | null = null;
+  private runEnds: RunEnds | null = null;
   private executor: StfExecutor | null = null;
   private scheduler: Scheduler | null = null;
   private heartbeats: Heartbeats | null = null;
@@ -114,21 +123,25 @@ export class Agent {
    */
   async start(signal?: AbortSignal): Promise<void> {
     const { config, logger } = this;
-    if (config.agent.httpPort >= 0) {
+    const wantPort = this.options.metricsPort !== false || config.agent.httpPortSet;
+    if (config.agent.httpPort >= 0 && wantPort) {
       try {
-        this.ops = await startOpsServer(
+        this.ops = await startOpsServerNear(
           config.agent.httpHost,
           config.agent.httpPort,
+          config.agent.httpPortSet,
           this.metrics.registry,
           () => this.health(),
         );
         logger.info(
-          { url: `http://${config.agent.httpHost}:${this.ops.port}/metrics` },
-          'metrics and health endpoint up',
+          { url: this.metricsUrl(), port: this.ops.port, requested: config.agent.httpPort },
+          this.ops.port === config.agent.httpPort
+            ? 'metrics and health endpoint up'
+            : `metrics and health endpoint up on port ${this.ops.port} (${config.agent.httpPort} is taken)`,
         );
       } catch (err) {
         logger.error(
-          { err: { message: messageOf(err) } },
+          { code: 'METRICS_PORT_IN_USE', err: { message: messageOf(err) } },
           'cannot open the /healthz and /metrics port; carrying on without it',
         );
       }
@@ -151,6 +164,7 @@ export class Agent {
         'no SWF_MONITOR_URL: registering into the local catalog',
       );
     }
+    this.options.logShipper?.bind(this.name, (result, n) => this.metrics.logRecords.inc({ result }, n));
     const identity = { sender: this.name, namespace: config.agent.namespace || null };
     let broadcaster: Broadcaster;
     if (config.broker.host) {
@@ -189,7 +203,6 @@ export class Agent {
       );
       logger.info('no ACTIVEMQ_HOST: notifications are printed to stdout');
     }
-    this.broadcaster = broadcaster;
     if (this.monitor) {
       this.deferred = await DeferredSamples.open({
         config,
@@ -227,6 +240,7 @@ export class Agent {
           usesBroker: this.broker !== null,
           operationalState: () => this.operationalState(),
           summary: () => this.describe(),
+          agentUrl: () => this.metricsUrl(),
         },
         config.monitor.heartbeatIntervalS * 1000,
         logger,
@@ -240,6 +254,7 @@ export class Agent {
         workers: this.inline ? 0 : config.agent.workers,
         registrar: this.registrar.kind,
         broker: config.broker.host ? `${config.broker.host}:${config.broker.port}` : null,
+        metricsPort: this.ops?.port ?? null,
       },
       'fastmon agent starting',
     );
@@ -283,6 +298,16 @@ export class Agent {
       metrics: this.metrics,
     });
     this.summaries.start();
+    this.runEnds = new RunEnds({
+      runs: this.runs,
+      settleRun: (runId) => this.requireScheduler().settleRun(runId),
+      broadcaster,
+      summaries: () => this.summaries,
+      processedBy: () => this.name,
+      graceS: config.agent.endRunGraceS,
+      logger,
+      metrics: this.metrics,
+    });
   }
 
   /**
@@ -290,18 +315,35 @@ export class Agent {
    * stf_ready: sampled, registered and broadcast); never rejects: bad input is logged and counted.
    */
   async handleMessage(body: string, messageId = '', attempt = 0): Promise<Verdict> {
+    const { verdict, stf } = await this.handle(body, messageId, attempt, false);
+    if (stf?.late) this.followUp(stf);
+    return verdict;
+  }
+
+  /**
+   * handleMessage's body. `retryable`: deliver() may handle the message again; it then takes the
+   * superseded attempt's counts back, so that the delivery counts once.
+   */
+  private async handle(
+    body: string,
+    messageId: string,
+    attempt: number,
+    retryable: boolean,
+  ): Promise<{ verdict: Verdict; stf?: StfResult }> {
     const { logger, metrics, config } = this;
     const bytes = Buffer.byteLength(body, 'utf8');
     if (bytes > config.agent.maxMessageBytes) {
       const reason = `larger than ${config.agent.maxMessageBytes} bytes (${bytes})`;
-      return this.refuse(body, messageId, 'MESSAGE_TOO_LARGE', reason, { bytes });
+      return { verdict: await this.refuse(body, messageId, 'MESSAGE_TOO_LARGE', reason, { bytes }) };
     }
     let message: Incoming;
     try {
       message = decodeMessage(body);
     } catch (err) {
       const code = isFastmonError(err) ? err.code : 'MESSAGE_INVALID';
-      return this.refuse(body, messageId, code, messageOf(err), (err as FastmonError).details);
+      return {
+        verdict: await this.refuse(body, messageId, code, messageOf(err), (err as FastmonError).details),
+      };
     }
     metrics.messages.inc({ msg_type: message.msgType });
     // BaseAgent's rule: drop only when both sides have a namespace and they differ.
@@ -312,13 +354,13 @@ export class Agent {
         { msgId: messageId, namespace: message.namespace, msgType: message.msgType },
         'message of another namespace ignored',
       );
-      return 'ack';
+      return { verdict: 'ack' };
     }
-    if ('ignored' in message) return 'ack';
+    if ('ignored' in message) return { verdict: 'ack' };
     if (message.msgType === 'stf_ready') {
-      const result = await this.requireScheduler().submit(message, messageId);
+      const result = await this.requireScheduler().submit(message, messageId, { retryable });
       this.heartbeats?.changed();
-      return verdictOf(result, attempt);
+      return { verdict: verdictOf(result, attempt), stf: result };
     }
     const work = this.onLifecycle(message, messageId);
     this.lifecycleWork.add(work);
@@ -327,7 +369,13 @@ export class Agent {
     } finally {
       this.lifecycleWork.delete(work);
     }
-    return 'ack';
+    return { verdict: 'ack' };
+  }
+
+  private followUp(result: StfResult): void {
+    const run = result.runId ? this.runs.get(result.runId) : undefined;
+    if (!run || !this.runEnds) return;
+    this.track(this.runEnds.followUp(run));
   }
 
   /**
@@ -396,7 +444,7 @@ export class Agent {
   /** Waits for all accepted work (for replay's end and shutdown). */
   async idle(timeoutMs = Number.POSITIVE_INFINITY): Promise<boolean> {
     const drained = await this.requireScheduler().drain(timeoutMs);
-    await Promise.all(this.lifecycleWork);
+    while (this.lifecycleWork.size > 0) await Promise.all(this.lifecycleWork);
     return drained;
   }
 
@@ -415,6 +463,8 @@ export class Agent {
     // The subscription stays until the drain is over: messages in hand are acknowledged on it
     // (an ACK after UNSUBSCRIBE is lost, and the broker would hand them out again); new ones are
     // left unacknowledged (deliver() checks `stopping`) and go to the next consumer.
+    // Runs waiting for their last STFs end now with what has arrived.
+    this.runEnds?.stop();
     if (this.scheduler) {
       const drained = await this.idle(config.agent.drainTimeoutS * 1000);
       if (!drained)
@@ -433,6 +483,19 @@ export class Agent {
     await this.registrar?.close();
     await this.ops?.close();
     logger.info({ agent: this.name }, 'stopped');
+    // Last: the records of the shutdown itself go too, for at most 2 s.
+    await this.options.logShipper?.close(2000);
+  }
+
+  /**
+   * Where this agent's /metrics answers, as the heartbeat's agent_url: with several agents on a
+   * host, the port tells them apart. A wildcard address is named by the host name.
+   */
+  metricsUrl(): string | null {
+    if (!this.ops) return null;
+    const host = this.config.agent.httpHost;
+    const shown = host === '0.0.0.0' || host === '::' || host === '' ? hostname() : host;
+    return `http://${shown.includes(':') ? `[${shown}]` : shown}:${this.ops.port}/metrics`;
   }
 
   health() {
@@ -480,8 +543,32 @@ export class Agent {
    */
   private async deliver(message: InboundMessage): Promise<void> {
     if (this.stopping) return;
+    // Counts are per delivery: the last attempt's outcome is what this delivery counts as.
+    let last: StfResult | undefined;
+    let late = false;
+    try {
+      await this.deliverAttempts(message, (stf) => {
+        last = stf;
+        late ||= stf.late === true; // only the first attempt sees a late STF as new
+      });
+    } finally {
+      if (last) {
+        this.requireScheduler().settled(last);
+        if (late) this.followUp(last);
+      }
+    }
+  }
+
+  private async deliverAttempts(message: InboundMessage, attempted: (stf: StfResult) => void): Promise<void> {
+    let previous: StfResult | undefined;
     for (let attempt = 0; ; attempt++) {
-      const verdict = await this.handleMessage(message.body, message.messageId, attempt);
+      // The retry's outcome replaces the previous attempt's in the counts.
+      if (previous) this.requireScheduler().revert(previous);
+      const { verdict, stf } = await this.handle(message.body, message.messageId, attempt, true);
+      if (stf) {
+        attempted(stf);
+        previous = stf;
+      }
       if (verdict === 'ack') {
         message.ack();
         return;
@@ -510,27 +597,18 @@ export class Agent {
       'run state',
     );
     if (message.msgType !== 'end_run') return;
-    await this.requireScheduler().settleRun(run.runId);
-    await this.summaries?.final(run);
-    const c = run.counts;
-    const status = fastmonStatus({
-      processedBy: this.name,
-      status: 'completed',
-      message:
-        `run ${run.runId} ended: ${c.stfsSampled} of ${c.stfsReceived} STFs sampled, ` +
-        `${c.tfsRegistered} TF samples registered, ${c.stfsFailed} STFs and ${c.tfsFailed} samples failed`,
-      runId: run.runId,
-      executionId: run.executionId,
-      counts: c,
-    });
-    try {
-      await this.requireBroadcaster().publish(status);
-      this.metrics.broadcasts.inc({ msg_type: 'fastmon_status', result: 'ok' });
-    } catch (err) {
-      this.metrics.broadcasts.inc({ msg_type: 'fastmon_status', result: 'failed' });
-      log.error({ code: 'PUBLISH_FAILED' }, `fastmon_status not broadcast: ${messageOf(err)}`);
+    if (run.finalSent) {
+      log.info('end_run for a run already ended: its final status is out');
+      return;
     }
-    log.info({ counts: c }, 'run ended; fastmon_status published');
+    // The run's end waits for its last STFs (bounded by the grace) in the background: the end_run
+    // is acknowledged now, so it never holds a broker window those STFs need to come through.
+    if (this.runEnds) this.track(this.runEnds.close(run));
+  }
+
+  private track(work: Promise<void>): void {
+    this.lifecycleWork.add(work);
+    void work.finally(() => this.lifecycleWork.delete(work));
   }
 
   /**
@@ -565,17 +643,13 @@ export class Agent {
     const t = this.scheduler?.totals;
     if (!t) return '';
     const outbox = this.deferred ? `, outbox depth ${this.deferred.depth}` : '';
-    return `STFs sampled ${t.stfsSampled}/${t.stfsReceived}, TF samples registered ${t.tfsRegistered}, failed ${t.tfsFailed}, in flight ${this.scheduler?.inFlight ?? 0}${outbox}`;
+    const port = this.ops ? `, metrics port ${this.ops.port}` : '';
+    return `STFs sampled ${t.stfsSampled}/${t.stfsReceived}, TF samples registered ${t.tfsRegistered}, failed ${t.tfsFailed}, in flight ${this.scheduler?.inFlight ?? 0}${outbox}${port}`;
   }
 
   private requireScheduler(): Scheduler {
     if (!this.scheduler) throw new FastmonError('SHUTDOWN', 'agent not started');
     return this.scheduler;
-  }
-
-  private requireBroadcaster(): Broadcaster {
-    if (!this.broadcaster) throw new FastmonError('SHUTDOWN', 'agent not started');
-    return this.broadcaster;
   }
 }
 

@@ -16,6 +16,8 @@ export interface HeartbeatSource {
   operationalState: () => OperationalState;
   /** Counters appended to the description (swf-monitor ignores unknown heartbeat keys). */
   summary: () => string;
+  /** The agent's /metrics URL, sent as agent_url (a key the heartbeat view stores); null: none. */
+  agentUrl?: () => string | null;
 }
 
 /** State-change heartbeats closer together than this are merged into one. */
@@ -92,6 +94,8 @@ export class Heartbeats {
       workflow_enabled: true,
     };
     if (this.source.namespace) body.namespace = this.source.namespace;
+    const url = this.source.agentUrl?.();
+    if (url) body.agent_url = url;
     return body;
   }
 

@@ -29,6 +29,9 @@ function countsLine(c: RunCounts): string {
   ];
   if (c.stfsDuplicate) parts.push(`${c.stfsDuplicate} duplicate`);
   if (c.stfsWithoutFile) parts.push(`${c.stfsWithoutFile} without file`);
+  if (c.stfsLate) parts.push(`${c.stfsLate} after the run's final status`);
+  // Retries inside the agent: handled more often than delivered.
+  if (c.stfAttempts > c.stfsReceived) parts.push(`${c.stfAttempts} attempts`);
   const fresh = c.tfsRegistered - c.tfsExisting;
   return `${parts.join(', ')}; ${c.tfsRegistered} TF samples registered (${fresh} new, ${c.tfsExisting} already there; ${humanBytes(c.bytesSampled)}), ${c.tfsFailed} failed`;
 }

@@ -6,7 +6,8 @@ import { replayFile } from '../agent/replay.js';
 import { formatSummary } from '../agent/summary.js';
 import type { Config } from '../config/load.js';
 import { FastmonError, isFastmonError } from '../errors.js';
-import { createLogger } from '../log/logger.js';
+import { createLogger, type Logger } from '../log/logger.js';
+import { type MonitorLogShipper, monitorLogShipper } from '../log/monitor-logs.js';
 import { commandConfig, stopBoundMs, terminalNotifications } from './common.js';
 import { requireReadableFile } from './inputs.js';
 import { CONFIG_OPTIONS, type CommandSpec, commandHelp, keysExcept, parseCommandLine } from './options.js';
@@ -48,15 +49,22 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
         'agent.mode (FASTMON_MODE) continuous needs directories: set scan.watch_dirs (FASTMON_WATCH_DIRS or --watch-dir)',
       );
     }
-    return runDirectories('watch', config.scan.watchDirs, config);
+    return runDirectories('watch', config.scan.watchDirs, config, true);
   }
   const replay = line.values.replay;
   if (typeof replay === 'string') return runReplay(config, requireReadableFile(replay, '--replay'));
   return runConsumer(config);
 }
 
+/** The agent's logger; with swf-monitor configured its records also go to AppLog (monitor.log_level). */
+function agentLogger(config: Config): { logger: Logger; logShipper?: MonitorLogShipper } {
+  const shipper = monitorLogShipper(config);
+  const ship = shipper ? { shipper, level: config.monitor.logLevel } : undefined;
+  return { logger: createLogger({ level: config.agent.logLevel, ship }), logShipper: shipper ?? undefined };
+}
+
 async function runReplay(config: Config, file: string): Promise<number> {
-  const logger = createLogger({ level: config.agent.logLevel });
+  const { logger, logShipper } = agentLogger(config);
   const stopping = onStopSignals({
     graceMs: stopBoundMs(config),
     notify: (text) => logger.warn(text),
@@ -65,6 +73,7 @@ async function runReplay(config: Config, file: string): Promise<number> {
     config,
     logger,
     consume: false,
+    logShipper,
     input: 'replay',
     formatNotification: terminalNotifications(),
   });
@@ -91,9 +100,9 @@ async function runConsumer(config: Config): Promise<number> {
       'broker.host (ACTIVEMQ_HOST) is empty: message mode needs a broker; set it, or use --replay FILE',
     );
   }
-  const logger = createLogger({ level: config.agent.logLevel });
+  const { logger, logShipper } = agentLogger(config);
   const stopping = onStopSignals({ graceMs: stopBoundMs(config), notify: (text) => logger.warn(text) });
-  const agent = new Agent({ config, logger, input: 'broker' });
+  const agent = new Agent({ config, logger, logShipper, input: 'broker' });
   // Process-wide figures (RSS, heap, event-loop lag) belong to the process, so only the command adds them.
   collectDefaultMetrics({ register: agent.metrics.registry });
   const started = Date.now();

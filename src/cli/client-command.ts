@@ -5,7 +5,7 @@ import { formatLine, formatOther, useColor } from '../client/line.js';
 import { listenForQuit } from '../client/quit-keys.js';
 import { type ClientMessage, catalogSource, type Source, sseSource, stompSource } from '../client/sources.js';
 import { ClientStats } from '../client/stats.js';
-import { formatSummary } from '../client/summary.js';
+import { formatSummary, summaryObject } from '../client/summary.js';
 import { createLogger } from '../log/logger.js';
 import { registerSecret } from '../log/redact.js';
 import { type CommandSpec, commandHelp, parseCommandLine, usageError } from './options.js';
@@ -38,7 +38,11 @@ no swf-monitor token and registers nothing.`,
     { name: 'run', type: 'string', doc: 'only this run (comma-separated list allowed)' },
     { name: 'namespace', type: 'string', doc: 'only this testbed namespace' },
     { name: 'msg-types', type: 'string', doc: `message types (default ${DEFAULT_TYPES.join(',')})` },
-    { name: 'json', type: 'boolean', doc: 'one JSON object per line, for pipes' },
+    {
+      name: 'json',
+      type: 'boolean',
+      doc: 'stdout: one JSON object per line, the summary last (msg_type fastmon_client_summary)',
+    },
     { name: 'dashboard', type: 'boolean', doc: 'full-screen view, refreshed in place; q quits' },
   ],
   keys: [],
@@ -136,6 +140,7 @@ export async function clientCommand(argv: readonly string[]): Promise<number> {
     process.stderr.write(`swf-fastmon client: ${source.describe()} (Ctrl+C for the summary)\n`);
   let failure: unknown = null;
   let releaseKeys = () => {};
+  let keepAlive: NodeJS.Timeout | undefined;
   try {
     // start() stays pending while an unreachable broker is retried: a signal ends the wait.
     const started = await unlessStopped(
@@ -143,6 +148,8 @@ export async function clientCommand(argv: readonly string[]): Promise<number> {
       stopping,
     );
     if (started) {
+      // A finished catalog replay under a dashboard holds nothing open by itself: wait for the user.
+      keepAlive = setInterval(() => {}, 1 << 30);
       let quit!: () => void;
       const quitKey = new Promise<void>((resolve) => {
         quit = resolve;
@@ -159,16 +166,22 @@ export async function clientCommand(argv: readonly string[]): Promise<number> {
   } catch (err) {
     failure = err;
   } finally {
+    clearInterval(keepAlive);
     releaseKeys();
     dashboard?.stop();
     await source.close();
     stopping.dispose();
   }
+  // With --json stdout carries JSON only: the summary is one more JSON line.
+  const summary = () =>
+    process.stdout.write(
+      o.json ? `${JSON.stringify(summaryObject(stats))}\n` : formatSummary(stats, { color }),
+    );
   if (failure !== null) {
     // The source's own coded error, one line; what was seen before still gets its summary.
-    if (stats.messages > 0) process.stdout.write(formatSummary(stats, { color }));
+    if (stats.messages > 0) summary();
     throw failure;
   }
-  process.stdout.write(formatSummary(stats, { color }));
+  summary();
   return 0;
 }

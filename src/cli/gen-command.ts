@@ -1,5 +1,6 @@
 // `swf-fastmon gen`: writes a synthetic run of binary STFs, optionally acting as the testbed's DAQ and data agent.
 
+import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -246,6 +247,7 @@ async function connect(
   }
   const destination = settings.destination ?? b.subscription;
   const p = settings.plan;
+  const version = packageVersion();
   const role = new DaqRole({
     run: p.run,
     state: p.state,
@@ -256,6 +258,7 @@ async function connect(
       namespace: config.agent.namespace || null,
     }),
     monitor,
+    execution: { version, namespace: config.agent.namespace || null, executedBy: user },
     runConditions: {
       created_by: 'swf-fastmon gen',
       seed: p.seed,
@@ -274,6 +277,22 @@ function stopped(signal: AbortSignal): Promise<never> {
     if (signal.aborted) fail();
     else signal.addEventListener('abort', fail, { once: true });
   });
+}
+
+/** The package version, from dist/src/cli/ (built) or src/cli/ (tests run the sources). */
+function packageVersion(): string {
+  for (const up of ['../../../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === 'swf-fastmon' && pkg.version) return pkg.version;
+    } catch {
+      // not this level
+    }
+  }
+  return '0';
 }
 
 /** Waits until `at` (a performance.now() time): a schedule, so slow writes do not add up to drift. */
@@ -383,7 +402,7 @@ function summary(
     parts.push(`published ${files} stf_ready with the run lifecycle`);
     if (r.runCreated || r.stfCreated || r.stfExisting) {
       parts.push(
-        `swf-monitor: run ${r.runCreated ? 'created' : 'existed'}, ${r.stfCreated} StfFiles new, ${r.stfExisting} already there`,
+        `swf-monitor: execution ${r.executionCreated ? 'created' : 'existed'}, run ${r.runCreated ? 'created' : 'existed'}, ${r.stfCreated} StfFiles new, ${r.stfExisting} already there`,
       );
     }
   }

@@ -83,6 +83,7 @@ export async function runDirectories(
   mode: 'scan' | 'watch',
   given: string[],
   config: Config,
+  metricsPort = false,
 ): Promise<number> {
   const dirs = given.map((dir) => requireDirectory(dir, `${mode} directory`));
   // The directories given are where STFs are read from.
@@ -92,10 +93,13 @@ export async function runDirectories(
   const stopping = onStopSignals({ graceMs: stopBoundMs(config), notify: (text) => logger.warn(text) });
   const started = Date.now();
   const ledger = await Ledger.open(path.resolve(config.scan.ledger), { logger });
+  // scan/watch open no /metrics port unless asked (agent.http_port set): a scan beside a running
+  // agent must not take its port. The agent in continuous mode opens one, as in message mode.
   const agent = new Agent({
     config,
     logger,
     consume: false,
+    metricsPort,
     input: mode,
     formatNotification: terminalNotifications(),
   });

@@ -59,3 +59,41 @@ function runRow(cells: string[]): string {
     .join(' ')
     .trimEnd();
 }
+
+/**
+ * The same summary as one JSON object, for `--json`: stdout then carries only JSON lines, so
+ * `client --json | jq .` reads to the end. Tagged `msg_type: fastmon_client_summary` so a consumer
+ * of the stream tells it from the notifications.
+ */
+export function summaryObject(stats: ClientStats): Record<string, unknown> {
+  const now = stats.now();
+  const sizes = stats.sizeSummary();
+  return {
+    msg_type: 'fastmon_client_summary',
+    uptime_s: Math.round((now - stats.startedAt) / 100) / 10,
+    started_at: new Date(stats.startedAt).toISOString(),
+    tf_samples: stats.samples,
+    by_status: Object.fromEntries(stats.byStatus),
+    bytes: stats.bytes,
+    unsized_samples: stats.unsized,
+    sample_size: { min: sizes.min, mean: sizes.mean, max: sizes.max },
+    rate_per_s: { overall: stats.overallRate(), last_minute: stats.currentRate() },
+    messages: stats.messages,
+    ignored: stats.ignored,
+    runs_dropped: stats.runsDropped,
+    runs: stats.runViews().map((r) => ({
+      run_id: r.run,
+      state: r.state,
+      namespace: r.namespace,
+      execution_id: r.executionId,
+      stfs: r.stfs,
+      stfs_approximate: r.stfsApproximate,
+      tf_samples: r.samples,
+      failed: r.failed,
+      bytes: r.bytes,
+      mean_size: r.meanSize,
+      rate_per_s: r.rate,
+      reported: r.reported,
+    })),
+  };
+}

@@ -422,6 +422,42 @@ export const KEYS: readonly KeySpec[] = [
     min: 0,
     doc: 'On SIGINT/SIGTERM/SIGQUIT, how long in-flight work may take to finish (supervisord waits 10 s).',
   },
+  // Interop with the testbed's producers and swf-monitor (issue 13).
+  {
+    key: 'agent.end_run_grace_s',
+    type: 'number',
+    default: 30,
+    env: 'FASTMON_END_RUN_GRACE_S',
+    flag: 'end-run-grace-s',
+    min: 0,
+    doc: "After end_run, how long to wait for the STFs its total_stf_files announced before the run's final fastmon_summary and fastmon_status.",
+  },
+  {
+    key: 'monitor.logs_url',
+    type: 'string',
+    default: '',
+    env: 'SWF_MONITOR_HTTP_URL',
+    flag: 'monitor-logs-url',
+    doc: 'swf-monitor base URL for log records (POST /api/logs/, no token), as BaseAgent; empty: monitor.url.',
+  },
+  {
+    key: 'monitor.log_level',
+    type: 'enum',
+    default: 'info',
+    env: 'FASTMON_MONITOR_LOG_LEVEL',
+    flag: 'monitor-log-level',
+    choices: ['debug', 'info', 'warn', 'error', 'off'],
+    doc: "Lowest level of the records shipped to swf-monitor's AppLog table (off: none).",
+  },
+  {
+    key: 'monitor.log_queue',
+    type: 'int',
+    default: 2000,
+    env: 'FASTMON_MONITOR_LOG_QUEUE',
+    flag: 'monitor-log-queue',
+    min: 10,
+    doc: 'Records waiting to be shipped at most; past it the newest are dropped and counted.',
+  },
   // Scan and watch (swf-fastmon scan / watch, and FASTMON_MODE=continuous).
   {
     key: 'scan.watch_dirs',

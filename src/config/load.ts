@@ -37,6 +37,11 @@ export interface Config {
     retries: number;
     retryDelayMs: number;
     heartbeatIntervalS: number;
+    /** Base URL of POST /api/logs/ (SWF_MONITOR_HTTP_URL, else url); empty: no log shipping. */
+    logsUrl: string;
+    /** Lowest pino level shipped to swf-monitor, or 'off'. */
+    logLevel: string;
+    logQueue: number;
   };
   agent: {
     mode: 'message' | 'continuous';
@@ -55,8 +60,11 @@ export interface Config {
     maxMessageBytes: number;
     httpHost: string;
     httpPort: number;
+    /** agent.http_port was set (flag, env or file): used exactly, never replaced by a free one. */
+    httpPortSet: boolean;
     drainTimeoutS: number;
     summaryIntervalS: number;
+    endRunGraceS: number;
   };
   sampling: SamplingSettings;
   scan: {
@@ -131,6 +139,7 @@ export function loadConfig(options: LoadOptions = {}): { config: Config; provena
   }
 
   const config = build(values);
+  config.agent.httpPortSet = provenance['agent.http_port'] !== 'default';
   resolveNamespace(config, provenance, cwd);
   config.agent.dataRoots = config.agent.dataRoots.map((root) => path.resolve(cwd, root));
   if (config.agent.outputDir) config.agent.outputDir = path.resolve(cwd, config.agent.outputDir);
@@ -271,6 +280,9 @@ function build(v: Map<string, unknown>): Config {
       retries: get('monitor.retries'),
       retryDelayMs: get('monitor.retry_delay_ms'),
       heartbeatIntervalS: get('monitor.heartbeat_interval_s'),
+      logsUrl: (get<string>('monitor.logs_url') || get<string>('monitor.url')).replace(/\/+$/, ''),
+      logLevel: get('monitor.log_level'),
+      logQueue: get('monitor.log_queue'),
     },
     agent: {
       mode: get('agent.mode'),
@@ -290,8 +302,10 @@ function build(v: Map<string, unknown>): Config {
       maxMessageBytes: get('agent.max_message_bytes'),
       httpHost: get('agent.http_host'),
       httpPort: get('agent.http_port'),
+      httpPortSet: false,
       drainTimeoutS: get('agent.drain_timeout_s'),
       summaryIntervalS: get('agent.summary_interval_s'),
+      endRunGraceS: get('agent.end_run_grace_s'),
     },
     scan: {
       watchDirs: get('scan.watch_dirs'),

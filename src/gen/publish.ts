@@ -6,6 +6,7 @@ import type { Logger } from '../log/logger.js';
 import { localIsoTimestamp } from '../messaging/codec.js';
 import type { MonitorClient } from '../monitor/client.js';
 import type { Broadcaster } from '../sinks/broadcast.js';
+import { endExecution, startExecution } from './execution.js';
 
 /** One STF as written, with what the messages and rows say about it. */
 export interface WrittenStf {
@@ -30,11 +31,14 @@ export interface DaqRoleOptions {
   /** Null: messages only, no rows (SWF_MONITOR_URL unset). */
   monitor: MonitorClient | null;
   runConditions: Record<string, unknown>;
+  /** For the WorkflowExecution row created before the first message (with a monitor). */
+  execution: { version: string; namespace: string | null; executedBy: string };
   logger: Logger;
   now?: () => Date;
 }
 
 export interface Registrations {
+  executionCreated: boolean;
   runCreated: boolean;
   stfCreated: number;
   /** Rows already there from an earlier run of the same command. */
@@ -42,13 +46,20 @@ export interface Registrations {
 }
 
 /**
- * Follows the testbed's order (docs/testbed-interface.md, "Run states and the usual sequence", "stf_ready"): the Run row exists before run_imminent,
+ * Follows the testbed's order (docs/gen.md; docs/testbed-interface.md, "Run states and the usual
+ * sequence", "stf_ready"): the WorkflowExecution row exists before any lifecycle message
+ * (src/gen/execution.ts), the Run row before run_imminent,
  * each StfFile row before its stf_ready, and the Run's end_time is set after end_run, as the
  * example data agent does. Every write is idempotent, so running the same command twice adds
  * no rows and does not fail.
  */
 export class DaqRole {
-  readonly registrations: Registrations = { runCreated: false, stfCreated: 0, stfExisting: 0 };
+  readonly registrations: Registrations = {
+    executionCreated: false,
+    runCreated: false,
+    stfCreated: 0,
+    stfExisting: 0,
+  };
   private runPk: number | null = null;
   private readonly now: () => Date;
 
@@ -58,6 +69,13 @@ export class DaqRole {
 
   async startRun(): Promise<void> {
     if (this.o.monitor) {
+      const execution = await startExecution(this.o.monitor, {
+        executionId: this.o.executionId,
+        ...this.o.execution,
+        parameters: { run: this.o.run, ...this.o.runConditions },
+        startTime: this.now(),
+      });
+      this.registrations.executionCreated = execution.created;
       const run = await this.o.monitor.ensureRun(this.o.run, this.now(), undefined, this.o.runConditions);
       this.runPk = run.runId;
       this.registrations.runCreated = run.created;
@@ -95,6 +113,7 @@ export class DaqRole {
         body: { end_time: this.now().toISOString() },
       });
     }
+    if (this.o.monitor) await endExecution(this.o.monitor, this.o.executionId, 'completed', this.now());
   }
 
   /** Common fields of the lifecycle messages (docs/testbed-interface.md); `run_id` is a string, as the workflow runner sends it. */

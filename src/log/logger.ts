@@ -2,6 +2,7 @@
 
 import { type DestinationStream, type Logger, pino } from 'pino';
 import pretty from 'pino-pretty';
+import type { MonitorLogShipper } from './monitor-logs.js';
 import { redactText, redactValue } from './redact.js';
 
 export type { Logger } from 'pino';
@@ -13,6 +14,8 @@ export interface LoggerOptions {
   /** Pretty-print; default: when stderr is a TTY. */
   pretty?: boolean;
   name?: string;
+  /** Also hand records at or above `level` to swf-monitor's AppLog table (src/log/monitor-logs.ts). */
+  ship?: { shipper: MonitorLogShipper; level: string };
 }
 
 /**
@@ -33,6 +36,7 @@ export function createLogger(options: LoggerOptions): Logger {
     (usePretty
       ? pretty({ ...PRETTY_OPTIONS, destination: 2, sync: true })
       : pino.destination({ fd: 2, sync: true }));
+  const local = options.ship ? tee(destination, options.ship.shipper, options.ship.level) : destination;
   const logger = pino(
     {
       level: options.level,
@@ -52,7 +56,7 @@ export function createLogger(options: LoggerOptions): Logger {
         },
       },
     },
-    destination,
+    local,
   );
   // Values bound into child loggers (logger.child({ url })) are written with every line, but pino
   // runs no formatter over them (it resets `formatters.bindings` for children): redact them here.
@@ -61,7 +65,28 @@ export function createLogger(options: LoggerOptions): Logger {
   logger.child = function redactingChild(this: Logger, bindings, options) {
     return pinoChild.call(this, redactValue(bindings), options);
   } as typeof logger.child;
+  options.ship?.shipper.reportTo((message) => logger.warn({ code: 'MONITOR_LOGS_REFUSED' }, message));
   return logger;
+}
+
+/** pino's level labels in order; records at or above the shipping level also go to the shipper. */
+const LABELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+
+/**
+ * The local destination, and the AppLog shipper for records at or above `level`. Our lines start
+ * with `{"level":"<label>"` (formatters.level below), so the level is read without parsing; this
+ * costs less than pino.multistream (BENCHMARKS.md, micro row "log call with AppLog shipping").
+ */
+function tee(destination: DestinationStream, shipper: MonitorLogShipper, level: string): DestinationStream {
+  const shipped = new Set(LABELS.slice(Math.max(0, LABELS.indexOf(level))));
+  const prefix = '{"level":"';
+  return {
+    write(line: string) {
+      destination.write(line);
+      const end = line.indexOf('"', prefix.length);
+      if (line.startsWith(prefix) && shipped.has(line.slice(prefix.length, end))) shipper.write(line);
+    },
+  };
 }
 
 function serializeError(err: unknown): unknown {

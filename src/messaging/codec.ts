@@ -221,6 +221,10 @@ export interface RunCounts {
   tfsExisting: number;
   tfsFailed: number;
   bytesSampled: number;
+  /** Times the agent handled an stf_ready, retries included; received counts broker deliveries. */
+  stfAttempts: number;
+  /** STFs of the run that arrived after its final fastmon_status (counted in the others too). */
+  stfsLate: number;
 }
 
 /** `fastmon_status` (docs/testbed-interface.md, "fastmon_status"): defined by the testbed, finally sent, with the run's counts. */
@@ -232,6 +236,7 @@ export function fastmonStatus(
     runId: string | null;
     executionId: string | null;
     counts?: RunCounts;
+    closing?: RunClosing;
   },
   now = new Date(),
 ): Record<string, unknown> {
@@ -246,7 +251,33 @@ export function fastmonStatus(
   };
   if (fields.counts)
     Object.assign(body, { stfs_received: fields.counts.stfsReceived, ...countFields(fields.counts) });
+  if (fields.closing) {
+    const c = fields.closing;
+    Object.assign(body, {
+      stfs_expected: c.expected,
+      stfs_seen: c.seen,
+      stfs_missing: c.missing,
+      grace_expired: c.graceExpired,
+      grace_s: c.graceS,
+      update: c.update,
+    });
+  }
   return body;
+}
+
+/** How a run's end went: the STFs end_run announced against those that arrived within the grace. */
+export interface RunClosing {
+  /** `total_stf_files` of end_run; null when the producer did not say (daqsim). */
+  expected: number | null;
+  /** Distinct STFs of the run seen so far. */
+  seen: number;
+  /** Announced but not seen when the status was sent (0 when nothing was announced). */
+  missing: number;
+  /** The grace period ran out before every announced STF arrived. */
+  graceExpired: boolean;
+  graceS: number;
+  /** A follow-up status, sent because an STF arrived after the final one. */
+  update: boolean;
 }
 
 /** A run's counts as the testbed's snake_case fields (all but the received count, named per message). */
@@ -260,6 +291,8 @@ function countFields(c: RunCounts): Record<string, number> {
     tf_files_registered: c.tfsRegistered,
     tf_files_failed: c.tfsFailed,
     bytes_sampled: c.bytesSampled,
+    stf_attempts: c.stfAttempts,
+    stfs_late: c.stfsLate,
   };
 }
 

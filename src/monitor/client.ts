@@ -35,6 +35,8 @@ export interface StfFileRow {
   run: number;
   file_size_bytes: number | null;
   checksum: string | null;
+  /** TFs in the STF (swf-monitor >= 2026-04-01); no testbed producer fills it yet. */
+  tf_count?: number | null;
 }
 
 /** What fastmon sends for an StfFile row (docs/testbed-interface.md); `run` is the Run's `run_id`. */
@@ -61,6 +63,8 @@ export interface HeartbeatBody {
   operational_state: 'STARTING' | 'READY' | 'PROCESSING' | 'EXITED';
   namespace?: string;
   workflow_enabled?: boolean;
+  /** Stored by the heartbeat view (update_or_create default); fastmon sends its /metrics URL. */
+  agent_url?: string;
 }
 
 export class MonitorClient {
@@ -182,7 +186,7 @@ export class MonitorClient {
     }
   }
 
-  /** The StfFile row with this name, or null (list shapes as for FastMonFile). */
+  /** The StfFile row with this name, or null (list shapes as for FastMonFile); `?stf_filename=` is exact. */
   async findStfFile(stfFilename: string, signal?: AbortSignal): Promise<StfFileRow | null> {
     const { body } = await this.http.request<StfFileRow[] | { results: StfFileRow[] }>('GET', '/stf-files/', {
       query: { stf_filename: stfFilename },

@@ -7,7 +7,10 @@ import { FastmonError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { redactText } from '../log/redact.js';
 
-export type MonitorHttpOptions = Omit<Config['monitor'], 'heartbeatIntervalS' | 'pipelining'> & {
+export type MonitorHttpOptions = Omit<
+  Config['monitor'],
+  'heartbeatIntervalS' | 'pipelining' | 'logsUrl' | 'logLevel' | 'logQueue'
+> & {
   /** Requests in flight per connection for idempotent requests (default 1). */
   pipelining?: number;
   logger: Logger;

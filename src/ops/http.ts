@@ -14,6 +14,36 @@ export interface OpsServer {
   close(): Promise<void>;
 }
 
+/** Ports tried after the default one when it is taken (another agent on the host), before any free port. */
+export const PORT_SEARCH = 16;
+
+/**
+ * Opens the ops endpoint on `port`; when that port is taken and it was not chosen explicitly, on
+ * the next free one of the following PORT_SEARCH, else on any free port. Several agents on one host
+ * (scaling out) then work out of the box: 9464, 9465, … in start order. An explicit port is
+ * honoured exactly or not at all (EADDRINUSE is thrown).
+ */
+export async function startOpsServerNear(
+  host: string,
+  port: number,
+  explicit: boolean,
+  registry: Registry,
+  health: () => Health,
+): Promise<OpsServer> {
+  const candidates =
+    explicit || port === 0 ? [port] : [...Array.from({ length: PORT_SEARCH }, (_, i) => port + i), 0];
+  let lastError: unknown;
+  for (const candidate of candidates.filter((p) => p <= 65535)) {
+    try {
+      return await startOpsServer(host, candidate, registry, health);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EADDRINUSE') throw err;
+      lastError = err;
+    }
+  }
+  throw lastError;
+}
+
 export async function startOpsServer(
   host: string,
   port: number,

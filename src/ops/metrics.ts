@@ -98,5 +98,33 @@ export function createMetrics() {
       help: 'STFs accepted and waiting for an in-flight slot.',
       registers,
     }),
+    // Interop with the testbed's producers and swf-monitor (issue 13).
+    stfAttempts: new Counter({
+      name: 'fastmon_stf_attempts_total',
+      help: 'Times an stf_ready was handled, retries inside the agent included (fastmon_stfs_total counts deliveries).',
+      registers,
+    }),
+    stfsLate: new Counter({
+      name: 'fastmon_stfs_late_total',
+      help: "New STFs of a run that arrived after the run's final fastmon_status.",
+      registers,
+    }),
+    runsIncomplete: new Counter({
+      name: 'fastmon_runs_incomplete_total',
+      help: 'Runs whose end-of-run grace ran out before every STF end_run announced had arrived.',
+      registers,
+    }),
+    tfCountLookups: new Counter({
+      name: 'fastmon_tf_count_lookups_total',
+      help: "StfFile lookups for an STF's tf_count (neither header nor message had it), by result.",
+      labelNames: ['result'],
+      registers,
+    }),
+    logRecords: new Counter({
+      name: 'fastmon_monitor_log_records_total',
+      help: "Log records for swf-monitor's /api/logs/, by result: shipped, refused, failed, dropped.",
+      labelNames: ['result'],
+      registers,
+    }),
   };
 }

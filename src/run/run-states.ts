@@ -20,6 +20,12 @@ export interface RunInfo {
   errors: Record<string, number>;
   firstSeen: Date;
   endedAt: Date | null;
+  /** `total_stf_files` of end_run: how many STFs the run announced (null: not said). */
+  expectedStfs: number | null;
+  /** Distinct STFs of the run seen so far (stf_ready with a filename), retries and redeliveries once. */
+  stfsSeen: number;
+  /** The final fastmon_status is out: an STF seen after it is late. */
+  finalSent: boolean;
 }
 
 export interface Gate {
@@ -46,6 +52,12 @@ const IMPLIED: Record<string, [string, string] | null> = {
 
 export class RunStates {
   private readonly runs = new Map<string, RunInfo>();
+  /**
+   * STF names per run, for the distinct count and to tell a late STF from a redelivered one; kept
+   * as long as the run is remembered (KEEP_ENDED ended runs).
+   */
+  private readonly names = new Map<string, Set<string>>();
+  private readonly waiters = new Map<string, Set<() => void>>();
 
   get(runId: string): RunInfo | undefined {
     return this.runs.get(runId);
@@ -71,6 +83,9 @@ export class RunStates {
         errors: {},
         firstSeen: new Date(),
         endedAt: null,
+        expectedStfs: null,
+        stfsSeen: 0,
+        finalSent: false,
       };
       this.runs.set(runId, run);
     }
@@ -97,6 +112,10 @@ export class RunStates {
           run.sizeHistogram = SIZE_EDGES.map(() => 0);
           run.errors = {};
           run.endedAt = null;
+          run.expectedStfs = null;
+          run.stfsSeen = 0;
+          run.finalSent = false;
+          this.names.delete(run.runId);
         }
         run.phase = 'imminent';
         break;
@@ -110,6 +129,7 @@ export class RunStates {
       case 'end_run':
         run.phase = 'ended';
         run.endedAt = new Date();
+        if (msg.totalStfFiles !== null) run.expectedStfs = msg.totalStfFiles;
         this.prune();
         break;
     }
@@ -128,9 +148,45 @@ export class RunStates {
     return judge(run.state, run.substate, `run ${run.runId}`);
   }
 
+  /**
+   * Notes an STF of the run; true when it is new to the run (a retry or redelivery is not). Wakes
+   * whoever waits for the run's STFs (the end of the run).
+   */
+  noteStf(run: RunInfo, stfName: string): boolean {
+    let names = this.names.get(run.runId);
+    if (!names) {
+      names = new Set();
+      this.names.set(run.runId, names);
+    }
+    if (names.has(stfName)) return false;
+    names.add(stfName);
+    run.stfsSeen++;
+    const waiting = this.waiters.get(run.runId);
+    this.waiters.delete(run.runId);
+    for (const wake of waiting ?? []) wake();
+    return true;
+  }
+
+  /** Resolves at the next new STF of the run. */
+  nextStf(runId: string): Promise<void> {
+    return new Promise((resolve) => {
+      const set = this.waiters.get(runId) ?? new Set();
+      this.waiters.set(runId, set.add(resolve));
+    });
+  }
+
+  /** The final status is out: later new STFs of the run count as late. */
+  markFinal(run: RunInfo): void {
+    run.finalSent = true;
+  }
+
   private prune(): void {
     const ended = [...this.runs.values()].filter((r) => r.phase === 'ended');
-    for (const run of ended.slice(0, Math.max(0, ended.length - KEEP_ENDED))) this.runs.delete(run.runId);
+    for (const run of ended.slice(0, Math.max(0, ended.length - KEEP_ENDED))) {
+      this.runs.delete(run.runId);
+      this.names.delete(run.runId);
+      this.waiters.delete(run.runId);
+    }
   }
 }
 
@@ -151,6 +207,8 @@ export function emptyCounts(): RunCounts {
     tfsExisting: 0,
     tfsFailed: 0,
     bytesSampled: 0,
+    stfAttempts: 0,
+    stfsLate: 0,
   };
 }
 

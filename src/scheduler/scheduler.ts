@@ -1,20 +1,21 @@
 // The STF pipeline on the main thread: gate, read and sample in a worker, register, broadcast; bounded.
 
 import { setMaxListeners } from 'node:events';
-import { baseName, isStfSelected } from '../../workers/sampler.js';
+import { baseName, isStfSelected, sampleStf } from '../../workers/sampler.js';
 import type { Sample, StfTaskSuccess } from '../../workers/stf-task.js';
 import type { SamplingSettings } from '../config/load.js';
 import { type ErrorInfo, FastmonError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { type RunCounts, type StfReady, tfFileRegistered } from '../messaging/codec.js';
 import type { Metrics } from '../ops/metrics.js';
-import { emptyCounts, type RunInfo, type RunStates, sizeBucket } from '../run/run-states.js';
+import { emptyCounts, type RunStates, sizeBucket } from '../run/run-states.js';
 import type { Broadcaster } from '../sinks/broadcast.js';
 import type { Registrar, SampleRecord } from '../sinks/registrar.js';
 import type { StfExecutor } from './pool.js';
 import { RecentKeys } from './recent-keys.js';
+import { type Outcome, Tally } from './tally.js';
 
-export type Outcome = 'sampled' | 'skipped' | 'failed' | 'duplicate' | 'no_file';
+export type { Outcome } from './tally.js';
 
 export interface StfResult {
   outcome: Outcome;
@@ -32,11 +33,21 @@ export interface StfResult {
   failureCodes?: string[];
   reason?: string;
   error?: ErrorInfo;
+  /** A new STF of a run whose final fastmon_status was already sent. */
+  late?: boolean;
+  /** What this handling added to the counts (revert() takes it back when a retry supersedes it). */
+  tally?: Tally;
 }
 
 export interface SubmitOptions {
   /** Register the Run and StfFile first: the STF was found on disk, not announced by a data agent. */
   registerStf?: boolean;
+  /**
+   * The caller may retry this delivery: it takes a superseded attempt's counts back with revert()
+   * and counts the delivery's outcome metric with settled(), so that retries inside the agent count
+   * as attempts, not as STFs received.
+   */
+  retryable?: boolean;
 }
 
 type SampleOutcome =
@@ -148,7 +159,8 @@ export class Scheduler {
 
   /** Accepts an stf_ready; resolves when it is fully handled. Never rejects. */
   submit(stf: StfReady, messageId = '', options: SubmitOptions = {}): Promise<StfResult> {
-    const promise = this.handle(stf, messageId, options).catch((err): StfResult => {
+    const tally = new Tally();
+    const handled = this.handle(stf, messageId, options, tally).catch((err): StfResult => {
       // A bug, not an STF problem: keep the agent alive and say so loudly.
       this.deps.logger.error(
         { err, stf: stf.filename, run: stf.runId, msgId: messageId },
@@ -163,8 +175,44 @@ export class Scheduler {
         reason: messageOf(err),
       };
     });
+    // Counted before the promise settles: whoever waits for the run (settleRun) sees the counts.
+    const promise = handled.then((result) => {
+      result.tally = tally;
+      this.apply(tally, result.runId, 1);
+      if (!options.retryable) this.settled(result);
+      return result;
+    });
     this.track(promise, stf.runId);
     return promise;
+  }
+
+  /** Takes back the counts of an attempt a retry supersedes (the retry counts instead). */
+  revert(result: StfResult): void {
+    const tally = result.tally;
+    if (!tally || tally.reverted) return;
+    tally.reverted = true;
+    this.apply(tally, result.runId, -1);
+  }
+
+  /** The delivery is settled with this attempt: its outcome goes to fastmon_stfs_total. */
+  settled(result: StfResult): void {
+    const outcome = result.tally?.outcome;
+    if (outcome && !result.tally?.reverted) this.deps.metrics.stfs.inc({ outcome });
+  }
+
+  private apply(tally: Tally, runId: string | null, sign: 1 | -1): void {
+    const run = runId ? this.deps.runs.get(runId) : undefined;
+    for (const [field, n] of Object.entries(tally.counts) as [keyof RunCounts, number][]) {
+      this.totals[field] += sign * n;
+      if (run) run.counts[field] += sign * n;
+    }
+    if (!run) return;
+    for (const [code, n] of Object.entries(tally.errors)) {
+      const left = (run.errors[code] ?? 0) + sign * n;
+      if (left > 0) run.errors[code] = left;
+      else delete run.errors[code];
+    }
+    for (const b of tally.buckets) run.sizeHistogram[b] = (run.sizeHistogram[b] ?? 0) + sign;
   }
 
   /** Resolves when every STF of the run accepted so far is handled (for end_run). */
@@ -206,20 +254,53 @@ export class Scheduler {
     });
   }
 
-  private async handle(stf: StfReady, messageId: string, options: SubmitOptions): Promise<StfResult> {
-    const { runs, metrics, logger, sampling } = this.deps;
+  private async handle(
+    stf: StfReady,
+    messageId: string,
+    options: SubmitOptions,
+    tally: Tally,
+  ): Promise<StfResult> {
+    const { runs, metrics, logger } = this.deps;
     const run = stf.runId ? runs.getOrCreate(stf.runId, stf.executionId, stf.namespace) : null;
-    this.count(run, 'stfsReceived');
+    // Attempts count at once and are never taken back; the rest is in the tally.
+    this.totals.stfAttempts++;
+    if (run) run.counts.stfAttempts++;
+    metrics.stfAttempts.inc();
+    tally.add('stfsReceived');
     const base = { stfFilename: stf.filename, runId: stf.runId, registered: 0, failed: 0 };
     const log = logger.child({ run: stf.runId, stf: stf.filename, msgId: messageId });
 
     if (!stf.filename) {
       // The Rucio data agents announce a whole run with one stf_ready and no filename (docs/testbed-interface.md, "stf_ready").
-      this.count(run, 'stfsWithoutFile');
-      metrics.stfs.inc({ outcome: 'no_file' });
+      tally.add('stfsWithoutFile');
+      tally.outcome = 'no_file';
       log.info('stf_ready without filename (per-run announcement): nothing to sample');
       return { ...base, outcome: 'no_file', reason: 'no filename' };
     }
+    const late = run !== null && runs.noteStf(run, baseName(stf.filename)) && run.finalSent;
+    if (late && run) {
+      // Like attempts, counted once and never taken back: only the first attempt sees the STF as new.
+      this.totals.stfsLate++;
+      run.counts.stfsLate++;
+      metrics.stfsLate.inc();
+      log.warn(
+        { code: 'STF_AFTER_RUN_END', expected: run.expectedStfs, seen: run.stfsSeen },
+        `STF of run ${run.runId} arrived after its final fastmon_status; counted, and a follow-up status is sent`,
+      );
+    }
+    const result = await this.handleNamed(stf as StfReady & { filename: string }, options, tally, log);
+    if (late) result.late = true;
+    return result;
+  }
+
+  private async handleNamed(
+    stf: StfReady & { filename: string },
+    options: SubmitOptions,
+    tally: Tally,
+    log: Logger,
+  ): Promise<StfResult> {
+    const { runs, sampling } = this.deps;
+    const base = { stfFilename: stf.filename, runId: stf.runId, registered: 0, failed: 0 };
     const key = stfKey(stf.runId, stf.filename);
     // A redelivery that arrives while the first delivery is still being handled waits for it, then
     // counts as a duplicate only if that one completed: an STF whose broadcasts failed (the broker
@@ -227,8 +308,8 @@ export class Scheduler {
     const previous = this.inFlightByKey.get(key);
     if (previous) await previous;
     if (this.done.has(key)) {
-      this.count(run, 'stfsDuplicate');
-      metrics.stfs.inc({ outcome: 'duplicate' });
+      tally.add('stfsDuplicate');
+      tally.outcome = 'duplicate';
       log.info('stf_ready for an STF already handled: nothing new to register');
       return { ...base, outcome: 'duplicate', reason: 'already handled' };
     }
@@ -239,13 +320,13 @@ export class Scheduler {
       const reason = gate.sample
         ? `not selected (stf_selection_fraction ${sampling.stfSelectionFraction})`
         : gate.reason;
-      this.count(run, 'stfsSkipped');
-      metrics.stfs.inc({ outcome: 'skipped' });
+      tally.add('stfsSkipped');
+      tally.outcome = 'skipped';
       log.info({ reason }, 'STF skipped');
       return { ...base, outcome: 'skipped', reason };
     }
 
-    const work = this.withSlot(() => this.process(stf, run, log, options));
+    const work = this.withSlot(() => this.process(stf, log, options, tally));
     this.inFlightByKey.set(key, work);
     try {
       const result = await work;
@@ -259,9 +340,9 @@ export class Scheduler {
 
   private async process(
     stf: StfReady,
-    run: RunInfo | null,
     log: Logger,
     options: SubmitOptions,
+    tally: Tally,
   ): Promise<StfResult> {
     const { executor, sampling, metrics } = this.deps;
     const filename = stf.filename as string;
@@ -281,10 +362,14 @@ export class Scheduler {
       tfCountDefault: sampling.tfCountDefault,
       settings: sampling,
     });
-    if (!result.ok) return this.failed(run, base, result.error, log);
+    if (!result.ok) return this.failed(tally, base, result.error, log);
+    if (result.tfCountSource === 'default' && this.deps.registrar.stfTfCount) {
+      const failure = await this.tfCountFromStfFile(stf, result, log);
+      if (failure) return this.failed(tally, base, failure, log);
+    }
     if (options.registerStf) {
       const failure = await this.registerStf(stf, result);
-      if (failure) return this.failed(run, base, failure, log);
+      if (failure) return this.failed(tally, base, failure, log);
     }
     if (result.warning) {
       metrics.stfErrors.inc({ code: result.warning.code });
@@ -295,7 +380,7 @@ export class Scheduler {
     // one broker wake-up, per answer as the monitor's answers trickle in. The STF's last
     // notification leaves no later than it would one by one.
     const registrations = await Promise.all(
-      result.samples.map((s) => this.register(stf, run, result, s, log)),
+      result.samples.map((s) => this.register(stf, tally, result, s, log)),
     );
     const outcomes = await Promise.all(
       registrations.map((r) => (r.kind === 'registered' ? this.announce(r.body, r.tfFilename, log) : r)),
@@ -305,17 +390,16 @@ export class Scheduler {
     const registered = outcomes.length - failed - deferred;
     const unbroadcast = outcomes.filter((o) => o.kind === 'unbroadcast').length;
     const failureCodes = [...new Set(outcomes.flatMap((o) => (o.code ? [o.code] : [])))];
-    this.count(run, 'stfsSampled');
-    this.count(run, 'tfsRegistered', registered);
+    tally.add('stfsSampled');
+    tally.add('tfsRegistered', registered);
     const existing = registrations.filter((r) => r.kind === 'registered' && !r.created).length;
-    this.count(run, 'tfsExisting', existing);
-    this.count(run, 'tfsFailed', failed);
-    this.count(
-      run,
+    tally.add('tfsExisting', existing);
+    tally.add('tfsFailed', failed);
+    tally.add(
       'bytesSampled',
       result.samples.reduce((sum, s) => sum + (s.fileSizeBytes ?? 0), 0),
     );
-    metrics.stfs.inc({ outcome: 'sampled' });
+    tally.outcome = 'sampled';
     log.info(
       {
         samples: result.samples.length,
@@ -337,17 +421,61 @@ export class Scheduler {
   }
 
   private failed(
-    run: RunInfo | null,
+    tally: Tally,
     base: Pick<StfResult, 'stfFilename' | 'runId'>,
     error: ErrorInfo,
     log: Logger,
   ): StfResult {
-    this.count(run, 'stfsFailed');
-    this.noteError(run, error.code);
-    this.deps.metrics.stfs.inc({ outcome: 'failed' });
+    tally.add('stfsFailed');
+    tally.error(error.code);
+    tally.outcome = 'failed';
     this.deps.metrics.stfErrors.inc({ code: error.code });
     log.error({ code: error.code, details: error.details }, `STF not sampled: ${error.message}`);
     return { ...base, outcome: 'failed', registered: 0, failed: 0, error, reason: error.message };
+  }
+
+  /**
+   * Neither the STF header nor the message gave tf_count (true of every testbed producer): the
+   * StfFile row may (`GET /api/stf-files/?stf_filename=`, an exact filter). Sampling 1000 TFs of an
+   * STF that has 100 would point most samples past its end. The ranges are drawn again, on this
+   * thread: the sampler is a pure function and nothing was extracted (no TF index means no header
+   * count). swf-monitor unreachable fails the STF as transient, so the message is handled again.
+   */
+  private async tfCountFromStfFile(
+    stf: StfReady,
+    result: StfTaskSuccess,
+    log: Logger,
+  ): Promise<ErrorInfo | null> {
+    const { registrar, metrics, sampling } = this.deps;
+    let tfCount: number | null;
+    try {
+      tfCount = await (registrar.stfTfCount as NonNullable<Registrar['stfTfCount']>)(
+        baseName(stf.filename as string),
+        this.abort.signal,
+      );
+    } catch (err) {
+      metrics.tfCountLookups.inc({ result: 'failed' });
+      if (err instanceof FastmonError && err.code !== 'MONITOR_UNAVAILABLE') {
+        log.warn({ code: err.code }, `StfFile lookup for tf_count failed; using the default: ${err.message}`);
+        return null;
+      }
+      return err instanceof FastmonError
+        ? err.toInfo()
+        : { code: 'MONITOR_UNAVAILABLE', message: messageOf(err) };
+    }
+    metrics.tfCountLookups.inc({ result: tfCount === null ? 'absent' : 'found' });
+    if (tfCount === null) return null;
+    result.tfCount = tfCount;
+    result.tfCountSource = 'stf_file';
+    result.samples = sampleStf({
+      seed: sampling.seed,
+      runId: stf.runId,
+      stfFilename: stf.filename as string,
+      tfCount,
+      stfSizeBytes: result.sizeBytes,
+      settings: sampling,
+    }).map((r) => ({ ...r, checksum: null, file: null }));
+    return null;
   }
 
   /**
@@ -388,7 +516,7 @@ export class Scheduler {
   /** Registers one sample; a sample the monitor could not take goes to the outbox if there is one. */
   private async register(
     stf: StfReady,
-    run: RunInfo | null,
+    tally: Tally,
     result: StfTaskSuccess,
     sample: Sample,
     log: Logger,
@@ -405,10 +533,7 @@ export class Scheduler {
       tfFileId = registered.tfFileId;
       created = registered.created;
       metrics.tfsRegistered.inc({ created: String(registered.created) });
-      if (run && sample.fileSizeBytes !== null) {
-        const bucket = sizeBucket(sample.fileSizeBytes);
-        run.sizeHistogram[bucket] = (run.sizeHistogram[bucket] ?? 0) + 1;
-      }
+      if (sample.fileSizeBytes !== null) tally.buckets.push(sizeBucket(sample.fileSizeBytes));
     } catch (err) {
       const code = err instanceof FastmonError ? err.code : 'MONITOR_UNAVAILABLE';
       if (code === 'MONITOR_UNAVAILABLE' && this.deps.defer) {
@@ -428,7 +553,7 @@ export class Scheduler {
         }
       }
       metrics.tfsFailed.inc({ code });
-      this.noteError(run, code);
+      tally.error(code);
       log.error(
         { code, tf_filename: sample.tfFilename, details: (err as FastmonError).details },
         `TF sample not registered: ${messageOf(err)}`,
@@ -465,15 +590,6 @@ export class Scheduler {
       );
       return { kind: 'unbroadcast', code: 'PUBLISH_FAILED' };
     }
-  }
-
-  private noteError(run: RunInfo | null, code: string): void {
-    if (run) run.errors[code] = (run.errors[code] ?? 0) + 1;
-  }
-
-  private count(run: RunInfo | null, field: keyof RunCounts, n = 1): void {
-    this.totals[field] += n;
-    if (run) run.counts[field] += n;
   }
 
   private async withSlot<T>(fn: () => Promise<T>): Promise<T> {

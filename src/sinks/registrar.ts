@@ -42,6 +42,11 @@ export interface Registrar {
   register(sample: SampleRecord, signal?: AbortSignal): Promise<Registered>;
   /** Makes sure the Run and the StfFile exist (idempotent); for STFs that no data agent registered. */
   ensureStf(stf: StfRecord, signal?: AbortSignal): Promise<void>;
+  /**
+   * The STF's tf_count as its StfFile row says (null: no row, or no count); asked only when neither
+   * the STF header nor the message says. Absent where there is no StfFile table (the catalog).
+   */
+  stfTfCount?(stfFilename: string, signal?: AbortSignal): Promise<number | null>;
   close(): Promise<void>;
 }
 
@@ -72,6 +77,12 @@ export class MonitorRegistrar implements Registrar {
     private readonly client: MonitorClient,
     private readonly logger: Logger,
   ) {}
+
+  async stfTfCount(stfFilename: string, signal?: AbortSignal): Promise<number | null> {
+    const row = await this.client.findStfFile(stfFilename, signal);
+    const n = row?.tf_count;
+    return typeof n === 'number' && Number.isInteger(n) && n > 0 ? n : null;
+  }
 
   async register(sample: SampleRecord, signal?: AbortSignal): Promise<Registered> {
     try {

@@ -1,4 +1,4 @@
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log/logger.js';
 import { CatalogRegistrar } from '../../src/sinks/catalog.js';
 import { brokerAddress, TestPeer, uniqueTopic } from '../support/broker.js';
-import { startCli } from '../support/cli.js';
+import { CLI, startCli } from '../support/cli.js';
 import { startSseServer } from '../support/sse-server.js';
 
 const children: ChildProcess[] = [];
@@ -107,12 +107,56 @@ describe('swf-fastmon client', () => {
     c.proc.kill('SIGTERM');
     expect(await c.exited).toBe(0);
     await peer.close();
+    // stdout carries JSON only, to the end: the summary is the last JSON line.
     const json = c.out.stdout
       .split('\n')
-      .filter((l) => l.startsWith('{'))
+      .filter((l) => l !== '')
       .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const summary = json.pop();
     expect(json.length).toBeGreaterThan(0);
     expect(json.every((m) => m.run_id === '111002')).toBe(true);
+    expect(summary).toMatchObject({ msg_type: 'fastmon_client_summary', tf_samples: json.length });
+  });
+
+  it("pipes into jq to the end with --json (the README's `client … --json | jq .`)", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-client-jq-'));
+    const file = path.join(dir, 'catalog.jsonl');
+    const catalog = await CatalogRegistrar.open(file, silentLogger());
+    for (let i = 1; i <= 3; i++) {
+      await catalog.register({
+        stfFilename: 'swf.111006.000001.stf',
+        tfFilename: `swf.111006.000001_tf_00${i}.tf`,
+        tfFirst: i,
+        tfLast: i,
+        tfCount: 1,
+        fileSizeBytes: 1000,
+        checksum: null,
+        metadata: { run_id: '111006' },
+      });
+    }
+    await catalog.close();
+    const shell = spawn(
+      'bash',
+      [
+        '-c',
+        `"${process.execPath}" "${CLI}" client --catalog "${file}" --json | jq -c .; exit "\${PIPESTATUS[1]}"`,
+      ],
+      { env: { PATH: process.env.PATH ?? '' } },
+    );
+    let out = '';
+    shell.stdout.on('data', (d) => {
+      out += d;
+    });
+    const code = await new Promise<number | null>((resolve) => shell.on('close', resolve));
+    expect(code).toBe(0); // jq fails (exit 5) on the first line that is not JSON
+    const lines = out.trim().split('\n');
+    expect(lines).toHaveLength(4);
+    expect(JSON.parse(lines[3] as string)).toMatchObject({
+      msg_type: 'fastmon_client_summary',
+      tf_samples: 3,
+      bytes: 3000,
+      runs: [{ run_id: '111006', tf_samples: 3 }],
+    });
   });
 
   it('replays a local catalog and ends with the summary', async () => {

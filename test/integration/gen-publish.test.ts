@@ -133,7 +133,29 @@ describe('swf-fastmon gen --publish', () => {
         metadata: { created_by: 'swf-fastmon gen', substate: 'physics' },
       });
     }
-    expect(stdout).toMatch(/swf-monitor: run created, 3 StfFiles new, 0 already there/);
+    expect(stdout).toMatch(/swf-monitor: execution created, run created, 3 StfFiles new, 0 already there/);
+  });
+
+  it("creates the WorkflowExecution as the testbed's runner does, so the monitor's listener takes every lifecycle message", async () => {
+    const topic = uniqueTopic('gen-execution');
+    const collector = await collected(topic, 6, () => publishRun(dir(), 100315, topic));
+    const lifecycle = collector.bodies().filter((b) => b.msg_type !== 'stf_ready');
+    expect(lifecycle).toHaveLength(3);
+    expect(lifecycle.map((b) => monitor.listenerError(b))).toEqual([null, null, null]);
+    const execution = monitor.workflowExecutions.find((e) => e.execution_id === lifecycle[0]?.execution_id);
+    expect(execution).toMatchObject({
+      status: 'completed',
+      namespace: 'gen-test',
+      parameter_values: expect.objectContaining({ run: 100315 }),
+    });
+    expect(execution?.end_time).not.toBeNull();
+    const definition = monitor.workflowDefinitions.find((d) => d.id === execution?.workflow_definition);
+    expect(definition).toMatchObject({ workflow_name: 'swf_fastmon_gen', workflow_type: 'simulation' });
+    // The execution exists before the first message: its POST precedes the Run's.
+    const writes = monitor.requests.filter((r) => r.method === 'POST').map((r) => r.path);
+    const executionPost = writes.indexOf('/swf-monitor/api/workflow-executions/');
+    expect(executionPost).toBeGreaterThanOrEqual(0);
+    expect(executionPost).toBeLessThan(writes.lastIndexOf('/swf-monitor/api/stf-files/'));
   });
 
   it('run again, registers nothing new and does not fail', async () => {
@@ -176,7 +198,7 @@ describe('swf-fastmon gen --publish', () => {
     const stdout = again.stdout;
     expect(monitor.runs.length).toBe(runs);
     expect(monitor.stfFiles.length).toBe(files);
-    expect(stdout).toMatch(/swf-monitor: run existed, 0 StfFiles new, 3 already there/);
+    expect(stdout).toMatch(/swf-monitor: execution existed, run existed, 0 StfFiles new, 3 already there/);
     // The same bytes again, so the registered checksums still describe the files.
     for (const [i, body] of collector.bodies('stf_ready').entries())
       await expectStfReady(body, out, 100320, i + 1);

@@ -8,6 +8,8 @@ import { Agent } from '../../src/agent/agent.js';
 import { AGENT } from '../../src/cli/agent-command.js';
 import { parseCommandLine } from '../../src/cli/options.js';
 import { type Config, loadConfig } from '../../src/config/load.js';
+import type { Logger } from '../../src/log/logger.js';
+import type { MonitorLogShipper } from '../../src/log/monitor-logs.js';
 import { brokerAddress } from './broker.js';
 import { type CapturedLogs, captureLogs } from './logs.js';
 import type { MonitorDouble } from './monitor-double.js';
@@ -29,6 +31,10 @@ export interface TestAgentOptions {
   consume?: boolean;
   /** Command-line flags, e.g. ['--namespace', 'x']. */
   args?: string[];
+  /** Instead of the captured logger (its lines are then not in `logs`). */
+  logger?: Logger;
+  logShipper?: MonitorLogShipper;
+  metricsPort?: boolean;
 }
 
 export async function startTestAgent(options: TestAgentOptions = {}): Promise<TestAgent> {
@@ -64,7 +70,14 @@ export async function startTestAgent(options: TestAgentOptions = {}): Promise<Te
       cb();
     },
   });
-  const agent = new Agent({ config, logger: logs.logger, stdout: out, consume: options.consume });
+  const agent = new Agent({
+    config,
+    logger: options.logger ?? logs.logger,
+    stdout: out,
+    consume: options.consume,
+    logShipper: options.logShipper,
+    metricsPort: options.metricsPort,
+  });
   await agent.start();
   return { agent, config, logs, stdout, stop: () => agent.stop('test finished') };
 }

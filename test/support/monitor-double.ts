@@ -97,6 +97,48 @@ export interface SubscriberRow {
   updated_at: string;
 }
 
+/** An AppLog row (swf_applog), as POST /api/logs/ stores it. */
+export interface AppLogRow {
+  id: number;
+  app_name: string;
+  instance_name: string;
+  timestamp: string;
+  level: number;
+  levelname: string;
+  message: string;
+  module: string;
+  funcname: string;
+  lineno: number;
+  process: number;
+  thread: number;
+  extra_data: unknown;
+}
+
+export interface WorkflowDefinitionRow {
+  id: number;
+  workflow_name: string;
+  version: string;
+  workflow_type: string;
+  definition: string;
+  parameter_values: unknown;
+  created_by: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface WorkflowExecutionRow {
+  execution_id: string;
+  /** The WorkflowDefinition's id. */
+  workflow_definition: number;
+  namespace: string | null;
+  parameter_values: unknown;
+  performance_metrics: unknown;
+  status: string;
+  start_time: string;
+  end_time: string | null;
+  executed_by: string;
+}
+
 /** One accepted POST /api/systemagents/heartbeat/, body as sent. */
 export interface HeartbeatRecord {
   receivedAt: number;
@@ -174,6 +216,16 @@ export interface MonitorDouble {
   readonly agents: readonly SystemAgentRow[];
   readonly subscribers: readonly SubscriberRow[];
   readonly heartbeats: readonly HeartbeatRecord[];
+  readonly appLogs: readonly AppLogRow[];
+  readonly workflowDefinitions: readonly WorkflowDefinitionRow[];
+  readonly workflowExecutions: readonly WorkflowExecutionRow[];
+  /**
+   * What swf-monitor's ActiveMQ listener makes of a message body it relays: null when it stores it
+   * cleanly, else the error it logs. A run lifecycle message whose execution_id names no
+   * WorkflowExecution row is logged as an error (with a traceback) for every message: the testbed's
+   * runner creates the execution before its first message.
+   */
+  listenerError(body: Record<string, unknown>): string | null;
   readonly requests: readonly RequestRecord[];
   clearRequests(): void;
   /** Back to the just-started state: empty tables and logs, counters restarted, faults cleared. */
@@ -505,6 +557,45 @@ const SUBSCRIBER_FIELDS: Record<string, Field> = {
   messages_dropped: counter,
 };
 
+// AppLog (models.AppLog): every field required except level (default NOTSET) and extra_data.
+const APPLOG_FIELDS: Record<string, Field> = {
+  app_name: { kind: 'string', maxLength: 100, required: true },
+  instance_name: { kind: 'string', maxLength: 100, required: true },
+  timestamp: { kind: 'datetime', required: true },
+  level: { kind: 'int', default: () => 0 },
+  levelname: { kind: 'string', maxLength: 50, required: true },
+  message: { kind: 'string', required: true },
+  module: { kind: 'string', maxLength: 255, required: true },
+  funcname: { kind: 'string', maxLength: 255, required: true },
+  lineno: { kind: 'int', required: true },
+  process: { kind: 'int', required: true },
+  thread: { kind: 'bigint', required: true },
+  extra_data: optional('json'),
+};
+/** AppLog.level's choices: Python logging's NOTSET, DEBUG, INFO, WARNING, ERROR, CRITICAL. */
+const APPLOG_LEVELS = [0, 10, 20, 30, 40, 50];
+
+const DEFINITION_FIELDS: Record<string, Field> = {
+  workflow_name: { kind: 'string', maxLength: 200, required: true },
+  version: { kind: 'string', maxLength: 50, required: true },
+  workflow_type: { kind: 'string', maxLength: 100, required: true },
+  definition: { kind: 'string', maxLength: 5000, required: true },
+  parameter_values: { kind: 'json', default: () => ({}) },
+  created_by: { kind: 'string', maxLength: 100, required: true },
+};
+
+const EXECUTION_FIELDS: Record<string, Field> = {
+  execution_id: { kind: 'string', maxLength: 100, required: true },
+  workflow_definition: { kind: 'ref', required: true },
+  namespace: optionalText(100),
+  parameter_values: { kind: 'json', required: true },
+  performance_metrics: optional('json'),
+  status: { kind: 'string', maxLength: 50, default: () => 'pending' },
+  start_time: { kind: 'datetime', required: true },
+  end_time: optional('datetime'),
+  executed_by: { kind: 'string', maxLength: 100, required: true },
+};
+
 const STALE_AGENT_MS = 3 * 60_000; // SystemAgent.mark_stale_agents
 
 // ---------------------------------------------------------------------------------------------------------
@@ -538,7 +629,16 @@ function rangeErrors(
 }
 
 // PersistentState hands out agent ids from 1 and run numbers from 100010 (docs/testbed-interface.md, "Agent identity and heartbeats").
-const freshSequences = () => ({ runId: 1, agentRowId: 1, subscriberId: 1, agentId: 1, runNumber: 100010 });
+const freshSequences = () => ({
+  runId: 1,
+  agentRowId: 1,
+  subscriberId: 1,
+  agentId: 1,
+  runNumber: 100010,
+  appLogId: 1,
+  definitionId: 1,
+  executionSequence: 1,
+});
 
 class Tables {
   readonly runs: RunRow[] = [];
@@ -547,7 +647,11 @@ class Tables {
   readonly agents: SystemAgentRow[] = [];
   readonly subscribers: SubscriberRow[] = [];
   readonly heartbeats: HeartbeatRecord[] = [];
+  readonly appLogs: AppLogRow[] = [];
+  readonly workflowDefinitions: WorkflowDefinitionRow[] = [];
+  readonly workflowExecutions: WorkflowExecutionRow[] = [];
 
+  private readonly executionById = new Map<string, WorkflowExecutionRow>();
   private readonly runById = new Map<number, RunRow>();
   private readonly runByNumber = new Map<number, RunRow>();
   private readonly stfById = new Map<string, StfFileRow>();
@@ -574,8 +678,12 @@ class Tables {
       this.agents,
       this.subscribers,
       this.heartbeats,
+      this.appLogs,
+      this.workflowDefinitions,
+      this.workflowExecutions,
     ];
     for (const list of lists) list.length = 0;
+    this.executionById.clear();
     const indexes: Map<unknown, unknown>[] = [this.runById, this.runByNumber, this.stfById, this.stfByName];
     indexes.push(this.fastmonById, this.fastmonByName, this.fastmonByParent, this.parentOf);
     indexes.push(this.agentByName, this.subscriberByName);
@@ -584,6 +692,90 @@ class Tables {
   }
 
   nextAgentId = () => this.sequences.agentId++;
+  nextExecutionSequence = () => this.sequences.executionSequence++;
+
+  // AppLog: ModelViewSet, AllowAny, one record per POST (docs/interop.md).
+
+  saveAppLog(body: Body): Outcome<AppLogRow> {
+    const { values, errors } = readFields(APPLOG_FIELDS, body, 'create');
+    if (!errors.level && !APPLOG_LEVELS.includes(values.level as number)) {
+      errors.level = [`"${String(body.level)}" is not a valid choice.`];
+    }
+    if (hasErrors(errors)) return { errors };
+    const row = { id: this.sequences.appLogId++, ...values } as unknown as AppLogRow;
+    this.appLogs.push(row);
+    return { row };
+  }
+
+  // Workflow definitions and executions, as the workflow runner writes them.
+
+  definitionByPk = (pk: string) => this.workflowDefinitions.find((row) => String(row.id) === pk);
+
+  saveDefinition(body: Body, mode: Mode, row?: WorkflowDefinitionRow): Outcome<WorkflowDefinitionRow> {
+    const { values, errors } = readFields(DEFINITION_FIELDS, body, mode);
+    if (hasErrors(errors)) return { errors };
+    const merged = { ...row, ...values } as WorkflowDefinitionRow;
+    const twin = this.workflowDefinitions.find(
+      (other) =>
+        other !== row && other.workflow_name === merged.workflow_name && other.version === merged.version,
+    );
+    if (twin)
+      return { errors: { non_field_errors: ['The fields workflow_name, version must make a unique set.'] } };
+    const stamp = now();
+    if (row) {
+      Object.assign(row, values, { updated_at: stamp });
+      return { row };
+    }
+    const created = { id: this.sequences.definitionId++, ...values, created_at: stamp, updated_at: stamp };
+    this.workflowDefinitions.push(created as unknown as WorkflowDefinitionRow);
+    return { row: created as unknown as WorkflowDefinitionRow };
+  }
+
+  executionByPk = (pk: string) => this.executionById.get(pk);
+
+  saveExecution(body: Body, mode: Mode, row?: WorkflowExecutionRow): Outcome<WorkflowExecutionRow> {
+    const { values, errors } = readFields(EXECUTION_FIELDS, body, mode);
+    if (!errors.workflow_definition && Object.hasOwn(values, 'workflow_definition')) {
+      const pk = values.workflow_definition;
+      if (!this.definitionByPk(String(pk))) {
+        errors.workflow_definition = [`Invalid pk "${String(pk)}" - object does not exist.`];
+      } else values.workflow_definition = Number(pk);
+    }
+    if (!errors.execution_id && Object.hasOwn(values, 'execution_id')) {
+      const other = this.executionById.get(values.execution_id as string);
+      if (other && other !== row) {
+        errors.execution_id = ['workflow execution with this execution id already exists.'];
+      }
+    }
+    if (hasErrors(errors)) return { errors };
+    if (row) {
+      this.executionById.delete(row.execution_id);
+      Object.assign(row, values);
+      this.executionById.set(row.execution_id, row);
+      return { row };
+    }
+    const created = values as unknown as WorkflowExecutionRow;
+    this.workflowExecutions.push(created);
+    this.executionById.set(created.execution_id, created);
+    return { row: created };
+  }
+
+  listExecutions(query: URLSearchParams): WorkflowExecutionRow[] {
+    const filters = ['status', 'namespace', 'executed_by'] as const;
+    return this.workflowExecutions.filter((row) =>
+      filters.every((name) => !query.get(name) || row[name] === query.get(name)),
+    );
+  }
+
+  listenerError(body: Record<string, unknown>): string | null {
+    const lifecycle = ['run_imminent', 'start_run', 'pause_run', 'resume_run', 'end_run'];
+    const id = body.execution_id;
+    if (!lifecycle.includes(String(body.msg_type)) || id === undefined || id === null || id === '')
+      return null;
+    return this.executionById.has(String(id))
+      ? null
+      : `WorkflowExecution matching query does not exist (execution_id ${String(id)}, ${String(body.msg_type)})`;
+  }
   nextRunNumber = () => this.sequences.runNumber++;
 
   // Runs.
@@ -895,8 +1087,8 @@ type Handler = (call: Call) => Reply;
 
 interface Route {
   pattern: RegExp;
-  /** 'always': IsAuthenticated (state/*); 'writes': IsAuthenticatedOrReadOnly. */
-  auth: 'always' | 'writes';
+  /** 'always': IsAuthenticated (state/*); 'writes': IsAuthenticatedOrReadOnly; 'none': AllowAny (logs). */
+  auth: 'always' | 'writes' | 'none';
   methods: Partial<Record<string, Handler>>;
 }
 
@@ -1013,6 +1205,32 @@ function routes(t: Tables, proposedBulk: boolean): Route[] {
     route('state/next-run-number', 'always', {
       POST: () => json(200, { run_number: t.nextRunNumber(), status: 'success' }),
     }),
+    route('state/next-workflow-execution-id', 'always', {
+      POST: () => json(200, { sequence: t.nextExecutionSequence(), status: 'success' }),
+    }),
+    // AppLogViewSet: AllowAny, a ModelSerializer of one object (a list is "Expected a dictionary").
+    route('logs', 'none', {
+      GET: () => json(200, t.appLogs),
+      POST: (call) => saved(t.saveAppLog(call.body), 201),
+    }),
+    route('workflow-definitions', 'writes', {
+      GET: () => json(200, t.workflowDefinitions),
+      POST: (call) => saved(t.saveDefinition(call.body, 'create'), 201),
+    }),
+    route(
+      `workflow-definitions/${pk}`,
+      'writes',
+      detail('WorkflowDefinition', t.definitionByPk, (body, mode, row) => t.saveDefinition(body, mode, row)),
+    ),
+    route('workflow-executions', 'writes', {
+      GET: (call) => json(200, t.listExecutions(call.query)),
+      POST: (call) => saved(t.saveExecution(call.body, 'create'), 201),
+    }),
+    route(
+      `workflow-executions/${pk}`,
+      'writes',
+      detail('WorkflowExecution', t.executionByPk, (body, mode, row) => t.saveExecution(body, mode, row)),
+    ),
     route('systemagents', 'writes', {
       GET: () => json(200, t.agents),
       POST: (call) => saved(t.createAgent(call.body), 201),
@@ -1084,7 +1302,7 @@ function authenticate(
     return unauthorized('Invalid token header. Token string should not contain spaces.');
   }
   if (hasTokenScheme && parts[1] !== token) return unauthorized('Invalid token.');
-  const needsUser = route.auth === 'always' || !SAFE_METHODS.has(method);
+  const needsUser = route.auth === 'always' || (route.auth === 'writes' && !SAFE_METHODS.has(method));
   if (needsUser && !hasTokenScheme) return unauthorized('Authentication credentials were not provided.');
   return undefined;
 }
@@ -1330,6 +1548,10 @@ export async function startMonitorDouble(opts: MonitorDoubleOptions = {}): Promi
     agents: tables.agents,
     subscribers: tables.subscribers,
     heartbeats: tables.heartbeats,
+    appLogs: tables.appLogs,
+    workflowDefinitions: tables.workflowDefinitions,
+    workflowExecutions: tables.workflowExecutions,
+    listenerError: (body) => tables.listenerError(body),
     requests,
     clearRequests: () => {
       requests.length = 0;
