@@ -415,7 +415,11 @@ describe('operations', () => {
     await peer.publish(topic, stfReady(1));
     await peer.publish(topic, stfReady(2, { state: 'run', substate: 'standby' }));
     await seen.waitFor((c) => registered(c).length === 7, 15_000, '7 notifications');
-    await waitUntil(() => a.agent.totals.stfsSampled === 1, 'the counts to settle');
+    // Both STFs are counted: the skipped one may be handled after the sampled one's notifications.
+    await waitUntil(
+      () => a.agent.totals.stfsSampled === 1 && a.agent.totals.stfsSkipped === 1,
+      'the counts to settle',
+    );
     const metrics = await (await fetch(`${base}/metrics`)).text();
     expect(metrics).toMatch(/^fastmon_stfs_total\{outcome="sampled"\} 1$/m);
     expect(metrics).toMatch(/^fastmon_stfs_total\{outcome="skipped"\} 1$/m);
