@@ -53,7 +53,7 @@ export async function startAgent(
     FASTMON_SUBSCRIPTION: setup.input,
     FASTMON_BROADCAST: setup.output,
     FASTMON_DATA_ROOTS: path.join(setup.dir, 'data'),
-    FASTMON_OUTBOX: path.join(setup.dir, `outbox-${randomUUID()}.jsonl`),
+    FASTMON_CATALOG: path.join(setup.dir, `store-${randomUUID()}.sqlite`),
     FASTMON_HTTP_PORT: String(httpPort ?? -1),
     FASTMON_HEARTBEAT_INTERVAL_S: '60',
     // Each run's double numbers agents from 1: a unique client-id keeps a connection the broker has

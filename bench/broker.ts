@@ -23,7 +23,7 @@ import {
 import { rssMb } from './procfs.js';
 import { requireBroker, StompPeer } from './stomp-peer.js';
 
-async function withAgent<T>(
+export async function withAgent<T>(
   setup: Setup,
   kind: Kind,
   label: string,
@@ -46,7 +46,7 @@ async function withAgent<T>(
   }
 }
 
-function percentile(sorted: number[], p: number): number {
+export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
 }

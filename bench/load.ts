@@ -132,6 +132,8 @@ export interface Setup {
   input: string;
   output: string;
   nextRun: number;
+  /** Registers a run's STFs elsewhere too (the PostgreSQL scenario seeds its database). */
+  seed?: (run: number, names: string[]) => Promise<void>;
 }
 
 /** JSON STFs as the testbed's DAQ simulator writes them, and their StfFile rows in the double. */
@@ -151,6 +153,7 @@ async function prepareRun(setup: Setup, count: number): Promise<{ run: number; n
   for (let at = 0; at < names.length; at += 5000) {
     await setup.double.ask({ op: 'seed', runNumber: run, stfFilenames: names.slice(at, at + 5000) });
   }
+  await setup.seed?.(run, names);
   // Written to disk before the clock starts. Left dirty, the files go out ~30 s later
   // (vm.dirty_expire_centisecs), and writing back a long run's 120,000 of them took the kernel up to
   // 0.6 of the two cores for seconds, in the middle of the run (BENCHMARKS.md, "The latency tail").

@@ -20,7 +20,7 @@ async function endToEnd(stfs: number, inline: boolean, workers: number): Promise
   const { config } = loadConfig({
     env: {},
     flags: new Map<string, string | string[]>([
-      ['agent.catalog', path.join(dir, 'catalog.jsonl')],
+      ['agent.catalog', path.join(dir, 'fastmon.sqlite')],
       ['agent.data_roots', [data]],
       ['agent.http_port', '-1'],
       ['agent.workers', String(workers)],

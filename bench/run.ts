@@ -11,14 +11,15 @@ import { cpuShares } from './load.js';
 import { micro } from './micro.js';
 import { pipeline } from './pipeline.js';
 import { poolScaling } from './pool.js';
+import { postgres } from './postgres.js';
 import { scan } from './scan.js';
 
 async function main(): Promise<void> {
   const rows: Row[] = [];
   // FASTMON_BENCH_ONLY names scenarios (micro, extraction, poolScaling, pipeline, scan, bulk,
-  // broker) or parts of the broker scenario (ceiling, throughput, latency, memory).
+  // broker, postgres) or parts of the broker scenario (ceiling, throughput, latency, memory).
   const only = process.env.FASTMON_BENCH_ONLY?.split(',').map((name) => name.trim());
-  const scenarios = [micro, extraction, poolScaling, pipeline, scan, bulk, broker].filter(
+  const scenarios = [micro, extraction, poolScaling, pipeline, scan, bulk, broker, postgres].filter(
     (scenario) =>
       !only ||
       only.includes(scenario.name) ||

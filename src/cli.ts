@@ -3,6 +3,7 @@
 
 import { readFileSync } from 'node:fs';
 import { agentCommand } from './cli/agent-command.js';
+import { catalogCommand } from './cli/catalog-command.js';
 import { clientCommand } from './cli/client-command.js';
 import { genCommand } from './cli/gen-command.js';
 import { configMarkdown, writeConfigTable } from './cli/help.js';
@@ -29,6 +30,10 @@ const COMMANDS: Record<string, Command> = {
   client: {
     summary: 'terminal client: TF notifications live, per-run statistics, dashboard',
     run: clientCommand,
+  },
+  catalog: {
+    summary: 'what the local store holds: rows per run, newest samples, outbox, ledger',
+    run: catalogCommand,
   },
 };
 

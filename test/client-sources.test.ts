@@ -1,12 +1,13 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SseParser } from '../src/client/sources/sse-parser.js';
 import { type ClientMessage, catalogSource, type Source, sseSource } from '../src/client/sources.js';
 import { isFastmonError } from '../src/errors.js';
 import { silentLogger } from '../src/log/logger.js';
 import { CatalogRegistrar } from '../src/sinks/catalog.js';
+import { Store } from '../src/store/store.js';
 import { captureLogs } from './support/logs.js';
 import { rememberSecret } from './support/secrets.js';
 import { type SseServer, startSseServer } from './support/sse-server.js';
@@ -231,9 +232,9 @@ describe('catalog source', () => {
     return { source, received };
   }
 
-  it('replays what CatalogRegistrar wrote as tf_file_registered messages, in file order', async () => {
-    const file = path.join(dir, 'catalog.jsonl');
-    const catalog = await CatalogRegistrar.open(file, silentLogger());
+  it('follows what CatalogRegistrar wrote to a store as tf_file_registered messages, in commit order', async () => {
+    const file = path.join(dir, 'fastmon.sqlite');
+    const catalog = new CatalogRegistrar(await Store.acquire({ file }), silentLogger(), true);
     await catalog.ensureStf({
       stfFilename: 'swf.100001.000001.stf',
       runNumber: 100001,
@@ -260,10 +261,13 @@ describe('catalog source', () => {
     }
     await catalog.close();
 
-    const { source, received } = await replay(file);
-    expect(source.status()).toBe('done');
+    const received: ClientMessage[] = [];
+    const source = catalogSource({ file, logger: silentLogger() });
+    await source.start((m) => received.push(m));
+    await vi.waitFor(() => expect(received).toHaveLength(2));
+    expect(source.status()).toBe('connected');
     expect(source.describe()).toContain(file);
-    expect(received).toHaveLength(2);
+    await source.close();
     expect(received[0]).toMatchObject({
       msg_type: 'tf_file_registered',
       tf_filename: 'swf.100001.000001.tf.0',

@@ -1,24 +1,19 @@
 import { spawn } from 'node:child_process';
-import {
-  appendFileSync,
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { isFastmonError } from '../src/errors.js';
-import { Outbox, type OutboxEntry } from '../src/sinks/outbox.js';
+import { Outbox, type OutboxEntry, type OutboxOptions } from '../src/sinks/outbox.js';
 import { OutboxDrainer } from '../src/sinks/outbox-drainer.js';
+import { Store } from '../src/store/store.js';
 import { captureLogs } from './support/logs.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const COMPILED = path.join(ROOT, 'dist/src/sinks/outbox.js');
+const COMPILED_STORE = path.join(ROOT, 'dist/src/store/store.js');
 const LIMIT = 64 << 20;
 const dirs: string[] = [];
 
@@ -26,10 +21,10 @@ afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
-function tempOutbox(): string {
+function tempStore(): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-outbox-'));
   dirs.push(dir);
-  return path.join(dir, 'outbox.jsonl');
+  return path.join(dir, 'fastmon.sqlite');
 }
 
 function sample(n: number): { tf_filename: string; tf_first: number; tf_last: number; note: string } {
@@ -41,13 +36,18 @@ function sample(n: number): { tf_filename: string; tf_first: number; tf_last: nu
   };
 }
 
+async function openOutbox(file: string, options: Partial<OutboxOptions> = {}): Promise<Outbox> {
+  const store = await Store.acquire({ file });
+  return Outbox.open(store, { maxBytes: LIMIT, ...options, owned: true });
+}
+
 /** Opens, runs, closes: the outbox a test leaves behind is on disk only. */
 async function withOutbox<T>(
   file: string,
   run: (outbox: Outbox) => Promise<T>,
-  options: Partial<Parameters<typeof Outbox.open>[1]> = {},
+  options: Partial<OutboxOptions> = {},
 ): Promise<T> {
-  const outbox = await Outbox.open(file, { maxBytes: LIMIT, ...options });
+  const outbox = await openOutbox(file, options);
   try {
     return await run(outbox);
   } finally {
@@ -59,104 +59,56 @@ const pendingOf = (outbox: Outbox): OutboxEntry[] => [...outbox.pending()];
 
 describe('outbox durability', () => {
   it('entries survive a reopen, in append order, and later entries get higher seqs', async () => {
-    const file = tempOutbox();
-    const payloads = [sample(1), sample(2), { nested: [1, null, 'x\ny\u2028'] }, 'plain', 42];
-    const seqs = await withOutbox(file, async (outbox) => {
-      const out: number[] = [];
-      for (const payload of payloads) out.push(await outbox.append(payload));
-      return out;
-    });
+    const file = tempStore();
+    const seqs = await withOutbox(file, (outbox) =>
+      Promise.all([0, 1, 2].map((n) => outbox.append(sample(n)))),
+    );
     await withOutbox(file, async (outbox) => {
-      expect(outbox.loaded).toMatchObject({ pending: 5, corrupt: 0, tornBytes: 0 });
-      expect(pendingOf(outbox)).toEqual(payloads.map((payload, i) => ({ seq: seqs[i], payload })));
-      expect(await outbox.append('later')).toBeGreaterThan(Math.max(...seqs));
+      expect(outbox.depth).toBe(3);
+      expect(pendingOf(outbox)).toEqual(seqs.map((seq, n) => ({ seq, payload: sample(n) })));
+      const later = await outbox.append(sample(3));
+      expect(later).toBeGreaterThan(Math.max(...seqs));
     });
   });
 
-  it('complete() survives a reopen and completing an unknown seq does nothing', async () => {
-    const file = tempOutbox();
+  it('complete() survives a reopen, a sequence number is never reused, and an unknown seq does nothing', async () => {
+    const file = tempStore();
     const seqs = await withOutbox(file, async (outbox) => {
-      const out = await Promise.all([1, 2, 3, 4, 5].map((n) => outbox.append(sample(n))));
-      await outbox.complete(out[1]!);
-      await outbox.complete(out[3]!);
-      await outbox.complete(out[3]!);
+      const seqs = await Promise.all([0, 1, 2].map((n) => outbox.append(sample(n))));
+      await outbox.complete(seqs[2]!);
+      await outbox.complete(seqs[2]!);
       await outbox.complete(9999);
-      expect(outbox.depth).toBe(3);
-      return out;
+      expect(outbox.depth).toBe(2);
+      return seqs;
     });
     await withOutbox(file, async (outbox) => {
-      expect(outbox.depth).toBe(3);
-      expect(pendingOf(outbox).map((e) => e.seq)).toEqual([seqs[0], seqs[2], seqs[4]]);
+      expect(pendingOf(outbox).map((e) => e.seq)).toEqual(seqs.slice(0, 2));
+      expect(await outbox.append(sample(4))).toBeGreaterThan(seqs[2]!);
     });
   });
 
-  it('concurrent appends share a few fdatasyncs (group commit)', async () => {
-    const file = tempOutbox();
-    await withOutbox(file, async (outbox) => {
-      const seqs = await Promise.all(Array.from({ length: 1000 }, (_, n) => outbox.append(sample(n))));
-      expect(new Set(seqs).size).toBe(1000);
-      expect(outbox.syncs).toBeLessThan(10);
-      expect(outbox.depth).toBe(1000);
-    });
-    await withOutbox(file, async (outbox) => expect(outbox.depth).toBe(1000));
-  });
-
-  it('a torn last line is cut off with a warning and the outbox stays usable', async () => {
-    const file = tempOutbox();
-    await withOutbox(file, async (outbox) => {
-      await outbox.append(sample(1));
-      await outbox.append(sample(2));
-    });
-    appendFileSync(file, 'put\t3\t{"tf_filename":"swf.10');
-    const logs = captureLogs();
-    await withOutbox(
-      file,
-      async (outbox) => {
-        expect(outbox.loaded.tornBytes).toBeGreaterThan(0);
-        expect(pendingOf(outbox).map((e) => e.payload)).toEqual([sample(1), sample(2)]);
-        await outbox.append(sample(3));
-      },
-      { logger: logs.logger },
-    );
-    expect(logs.find((r) => r.level === 'warn' && String(r.msg).includes('unfinished line'))).toBeDefined();
-    await withOutbox(file, async (outbox) => {
-      expect(outbox.loaded).toMatchObject({ corrupt: 0, tornBytes: 0 });
-      expect(pendingOf(outbox).map((e) => e.payload)).toEqual([sample(1), sample(2), sample(3)]);
+  it('concurrent appends share a few commits (group commit)', async () => {
+    await withOutbox(tempStore(), async (outbox) => {
+      const before = outbox.syncs;
+      await Promise.all(Array.from({ length: 2000 }, (_, n) => outbox.append(sample(n))));
+      expect(outbox.depth).toBe(2000);
+      expect(outbox.syncs - before).toBeLessThan(50);
     });
   });
 
-  it('a corrupt line is skipped with a warning, the entries around it kept', async () => {
-    const file = tempOutbox();
-    await withOutbox(file, async (outbox) => {
-      await outbox.append(sample(1));
-    });
-    appendFileSync(file, 'put\t2\t{not json}\nput\tx\t{}\n\u0000\u0000\n');
-    await withOutbox(file, async (outbox) => {
-      await outbox.append(sample(4));
-    });
-    const logs = captureLogs();
-    await withOutbox(
-      file,
-      async (outbox) => {
-        expect(outbox.loaded.corrupt).toBe(3);
-        expect(pendingOf(outbox).map((e) => e.payload)).toEqual([sample(1), sample(4)]);
-      },
-      { logger: logs.logger },
-    );
-    expect(logs.find((r) => r.level === 'warn' && r.count === 3)).toBeDefined();
-  });
-
-  it('refuses a file that is not an outbox', async () => {
-    const file = tempOutbox();
-    writeFileSync(file, 'tf_filename,tf_first\n');
-    await expect(Outbox.open(file, { maxBytes: LIMIT })).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
-    expect(readFileSync(file, 'utf8')).toBe('tf_filename,tf_first\n');
+  it('sqlite3 sees the pending entries as JSON', async () => {
+    const file = tempStore();
+    await withOutbox(file, (outbox) => outbox.append(sample(7)));
+    const db = new Database(file, { readonly: true });
+    const rows = db.prepare("SELECT seq, json_extract(payload, '$.tf_filename') AS name FROM outbox").all();
+    db.close();
+    expect(rows).toEqual([{ seq: 1, name: 'swf.101993.000007.tf' }]);
   });
 });
 
 describe('outbox size limit', () => {
   it('past maxBytes appends fail with OUTBOX_FULL and one alarm, and work again once drained', async () => {
-    const file = tempOutbox();
+    const file = tempStore();
     const logs = captureLogs();
     await withOutbox(
       file,
@@ -182,7 +134,6 @@ describe('outbox size limit', () => {
         expect(pendingOf(outbox).map((e) => e.seq)).toEqual(accepted);
 
         for (const seq of accepted.slice(0, -2)) await outbox.complete(seq);
-        await outbox.compact();
         expect(outbox.full).toBe(false);
         const seq = await outbox.append(sample(1000));
         expect(pendingOf(outbox).map((e) => e.seq)).toEqual([...accepted.slice(-2), seq]);
@@ -192,65 +143,26 @@ describe('outbox size limit', () => {
     expect(logs.find((r) => r.level === 'warn' && String(r.msg).includes('back under'))).toBeDefined();
   });
 
-  it('an outbox replayed to empty ends up as a tiny file', async () => {
-    const file = tempOutbox();
+  it('the size counted at start-up is that of the entries left by the last run', async () => {
+    const file = tempStore();
     await withOutbox(file, async (outbox) => {
-      const seqs = await Promise.all(Array.from({ length: 300 }, (_, n) => outbox.append(sample(n))));
-      for (const seq of seqs) await outbox.complete(seq);
-    });
-    expect(statSync(file).size).toBeLessThan(64);
-    // A file left with only replayed entries (say by kill -9) shrinks on open.
-    appendFileSync(file, `put\t900\t${JSON.stringify(sample(9))}\ndone\t900\n`);
-    await withOutbox(file, async (outbox) => {
-      expect(outbox.depth).toBe(0);
-      expect(outbox.bytes).toBeLessThan(64);
-      expect(await outbox.append('next')).toBeGreaterThan(900);
-    });
-  });
-});
-
-describe('outbox compaction', () => {
-  it('keeps every pending entry, in order, with appends and completes racing it', async () => {
-    const file = tempOutbox();
-    const expected = new Map<number, unknown>();
-    let n = 0;
-    const add = async (outbox: Outbox) => {
-      const payload = sample(n++);
-      expected.set(await outbox.append(payload), payload);
-    };
-    const done = async (outbox: Outbox, seq: number) => {
-      await outbox.complete(seq);
-      expected.delete(seq);
-    };
-    await withOutbox(file, async (outbox) => {
-      for (let round = 0; round < 6; round++) {
-        await Promise.all(Array.from({ length: 800 }, () => add(outbox)));
-        const seqs = [...expected.keys()];
-        const victims = seqs.filter((_, i) => i % 5 !== 0);
-        const racing = [
-          outbox.compact(),
-          ...victims.map((seq) => done(outbox, seq)),
-          ...Array.from({ length: 200 }, () => add(outbox)),
-          outbox.compact(),
-        ];
-        await Promise.all(racing);
-        expect(pendingOf(outbox).map((e) => e.seq)).toEqual([...expected.keys()]);
-      }
-      expect(outbox.compactions).toBeGreaterThan(0);
+      const seqs = await Promise.all(Array.from({ length: 30 }, (_, n) => outbox.append(sample(n))));
+      for (const seq of seqs.slice(10)) await outbox.complete(seq);
     });
     await withOutbox(file, async (outbox) => {
-      expect(outbox.loaded.corrupt).toBe(0);
-      expect(pendingOf(outbox)).toEqual([...expected].map(([seq, payload]) => ({ seq, payload })));
+      expect(outbox.depth).toBe(10);
+      const expected = Array.from({ length: 10 }, (_, n) => Buffer.byteLength(JSON.stringify(sample(n))));
+      expect(outbox.bytes).toBe(expected.reduce((a, b) => a + b, 0));
     });
   });
 });
 
 describe('outbox under kill -9', () => {
-  // A writer in its own process, eight concurrent lanes; most entries are completed again, so the file
-  // is compacted now and then and the kill may land in the middle of a rewrite.
+  // A writer in its own process, eight concurrent lanes; most entries are completed again.
   const WRITER = `
-    const [moduleUrl, file, round] = process.argv.slice(1);
-    const { Outbox } = await import(moduleUrl);
+    const [storeUrl, outboxUrl, file, round] = process.argv.slice(1);
+    const { Store } = await import(storeUrl);
+    const { Outbox } = await import(outboxUrl);
     const outbox = await Outbox.open(file, { maxBytes: 1 << 30 });
     let next = 0;
     const lane = async () => {
@@ -275,7 +187,15 @@ describe('outbox under kill -9', () => {
   async function writeUntilKilled(file: string, round: number, lines: number, acked: Acknowledged) {
     const child = spawn(
       process.execPath,
-      ['--input-type=module', '-e', WRITER, pathToFileURL(COMPILED).href, file, String(round)],
+      [
+        '--input-type=module',
+        '-e',
+        WRITER,
+        pathToFileURL(COMPILED_STORE).href,
+        pathToFileURL(COMPILED).href,
+        file,
+        String(round),
+      ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
     let out = '';
@@ -299,14 +219,16 @@ describe('outbox under kill -9', () => {
 
   it('every append acknowledged before SIGKILL is pending after a restart, in order', async () => {
     expect(existsSync(COMPILED), `${COMPILED} is missing: run npx tsc -p tsconfig.json`).toBe(true);
-    const file = tempOutbox();
+    const file = tempStore();
     let total = 0;
     for (let round = 0; round < 3; round++) {
       const acked: Acknowledged = { put: new Map(), done: new Set() };
       await writeUntilKilled(file, round, 4000 + round * 1000, acked);
       total += acked.put.size;
+      const db = new Database(file, { readonly: true });
+      expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+      db.close();
       await withOutbox(file, async (outbox) => {
-        expect(outbox.loaded.corrupt).toBe(0);
         const pending = pendingOf(outbox);
         const seqs = pending.map((e) => e.seq);
         expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
@@ -325,7 +247,7 @@ describe('outbox under kill -9', () => {
 
 describe('outbox drainer', () => {
   async function filled(count: number): Promise<Outbox> {
-    const outbox = await Outbox.open(tempOutbox(), { maxBytes: LIMIT });
+    const outbox = await openOutbox(tempStore());
     for (let n = 0; n < count; n++) await outbox.append(sample(n));
     return outbox;
   }
@@ -438,17 +360,18 @@ describe('outbox drainer', () => {
 });
 
 describe('outbox at scale', () => {
-  it('opens 100k pending entries written directly to the file', async () => {
-    const file = tempOutbox();
-    const parts = ['#swf-fastmon-outbox v1 next=1\n'];
-    for (let seq = 1; seq <= 100_000; seq++) parts.push(`put\t${seq}\t${JSON.stringify(sample(seq))}\n`);
-    writeFileSync(file, parts.join(''));
+  it('iterates 100k pending entries in order without loading them at once', async () => {
+    const file = tempStore();
     await withOutbox(file, async (outbox) => {
-      console.log(`outbox: 100,000 pending entries (${outbox.bytes} bytes) loaded in ${outbox.loaded.ms} ms`);
+      await Promise.all(Array.from({ length: 100_000 }, (_, n) => outbox.append(sample(n))));
+    });
+    await withOutbox(file, async (outbox) => {
       expect(outbox.depth).toBe(100_000);
-      const first = outbox.pending().next().value;
-      expect(first).toEqual({ seq: 1, payload: sample(1) });
-      expect(await outbox.append('next')).toBe(100_001);
+      let expected = 0;
+      for (const entry of outbox.pending()) {
+        expect((entry.payload as { tf_first: number }).tf_first).toBe(expected++);
+      }
+      expect(expected).toBe(100_000);
     });
   }, 60_000);
 });

@@ -12,13 +12,17 @@ import type { MonitorLogShipper } from '../log/monitor-logs.js';
 import {
   decodeMessage,
   type Incoming,
+  isLifecycle,
+  isOwnBroadcast,
   OWN_TYPES,
   type RunCounts,
   type RunLifecycle,
   runFromFilename,
   type StfReady,
 } from '../messaging/codec.js';
+import type { FrameFilterLimits } from '../messaging/frame-filter.js';
 import { type InboundMessage, StompConnection } from '../messaging/stomp.js';
+import { planSubscriptions, type Role } from '../messaging/subscriptions.js';
 import { MonitorClient } from '../monitor/client.js';
 import { MonitorHttp } from '../monitor/http.js';
 import { type OpsServer, startOpsServerNear } from '../ops/http.js';
@@ -28,9 +32,13 @@ import { createInlineExecutor, createPool, type StfExecutor } from '../scheduler
 import { Scheduler, type StfResult } from '../scheduler/scheduler.js';
 import { type Broadcaster, StompBroadcaster, StreamBroadcaster } from '../sinks/broadcast.js';
 import { CatalogRegistrar } from '../sinks/catalog.js';
+import { DbRegistrar } from '../sinks/db-registrar.js';
 import { MonitorRegistrar, type Registrar } from '../sinks/registrar.js';
+import { storeOptions } from '../store/paths.js';
+import { Store } from '../store/store.js';
 import { DeferredSamples } from './deferred.js';
 import { Heartbeats, type OperationalState, osUser } from './heartbeat.js';
+import { REISSUE_HEADER, reissueHeaders } from './reissue.js';
 import { RunEnds } from './run-end.js';
 import { Summaries } from './summaries.js';
 
@@ -74,11 +82,13 @@ export interface AgentOptions {
   metricsPort?: boolean;
   /** The logger's AppLog shipper (createLogger's `ship`): named once the agent has its name, closed last. */
   logShipper?: MonitorLogShipper;
+  /** What inbound frames are cut down to (default FRAME_LIMITS, src/messaging/limits.ts). */
+  frameLimits?: FrameFilterLimits;
 }
 
 export class Agent {
   readonly metrics: Metrics = createMetrics();
-  readonly runs = new RunStates();
+  readonly runs: RunStates;
   private name = '';
   private get inline(): boolean {
     return this.options.inline ?? this.options.config.agent.inline;
@@ -86,6 +96,8 @@ export class Agent {
   private broker: StompConnection | null = null;
   private monitor: MonitorClient | null = null;
   private registrar: Registrar | null = null;
+  /** The local store: the catalog without swf-monitor, the outbox with it, the ledger of scan and watch. */
+  private store: Store | null = null;
   private deferred: DeferredSamples | null = null;
   private summaries: Summaries | null = null;
   private runEnds: RunEnds | null = null;
@@ -103,6 +115,19 @@ export class Agent {
   constructor(private readonly options: AgentOptions) {
     this.config = options.config;
     this.logger = options.logger;
+    this.runs = new RunStates({
+      maxRuns: this.config.agent.maxRuns,
+      idleTimeoutMs: this.config.agent.runIdleTimeoutS * 1000,
+      onRefused: (runId) => {
+        this.metrics.runsRefused.inc();
+        // Once per refused id would be a log line per STF: the first one of each hundred says it.
+        if (this.runs.refused % 100 === 1)
+          this.logger.warn(
+            { run: runId, maxRuns: this.config.agent.maxRuns, refused: this.runs.refused },
+            'too many runs tracked at once: this run gets no per-run counts or summaries',
+          );
+      },
+    });
   }
 
   get agentName(): string {
@@ -146,6 +171,7 @@ export class Agent {
         );
       }
     }
+    this.store = await Store.acquire(storeOptions(config, logger));
     if (config.monitor.url) {
       const http = new MonitorHttp({
         ...config.monitor,
@@ -155,15 +181,32 @@ export class Agent {
       });
       this.monitor = new MonitorClient(http);
       this.name = `fastmon-agent-${osUser()}-${await this.agentId(this.monitor, signal)}`;
-      this.registrar = new MonitorRegistrar(this.monitor, logger);
+      if (!config.monitorDb.url) this.registrar = new MonitorRegistrar(this.monitor, logger);
     } else {
       this.name = `fastmon-agent-${osUser()}-local-${process.pid}`;
-      this.registrar = await CatalogRegistrar.open(config.agent.catalog, logger);
-      logger.info(
-        { catalog: (this.registrar as CatalogRegistrar).file },
-        'no SWF_MONITOR_URL: registering into the local catalog',
-      );
+      if (!config.monitorDb.url) {
+        this.registrar = new CatalogRegistrar(this.store, logger);
+        logger.info({ catalog: this.store.file }, 'no SWF_MONITOR_URL: registering into the local catalog');
+      }
     }
+    // SWF_MONITOR_DB_URL: rows straight into swf-monitor's tables; identity, heartbeats stay on REST.
+    this.registrar ??= await DbRegistrar.open(
+      {
+        ...config.monitorDb,
+        logger,
+        observe: (table, _rows, seconds, ok) =>
+          this.metrics.monitorRequests.observe(
+            { method: 'SQL', endpoint: table, status: ok ? 'ok' : 'error' },
+            seconds,
+          ),
+      },
+      signal,
+    ).catch(async (err: unknown) => {
+      // Refused (tables changed, wrong password) or stopped: close what start() opened so far.
+      await this.ops?.close();
+      await this.monitor?.http.close();
+      throw err;
+    });
     this.options.logShipper?.bind(this.name, (result, n) => this.metrics.logRecords.inc({ result }, n));
     const identity = { sender: this.name, namespace: config.agent.namespace || null };
     let broadcaster: Broadcaster;
@@ -178,6 +221,8 @@ export class Agent {
         heartbeatMs: config.broker.heartbeatMs,
         clientId: config.broker.clientId || this.name,
         reconnectMaxMs: config.broker.reconnectMaxMs,
+        maxBodyBytes: config.agent.maxMessageBytes,
+        frameLimits: this.options.frameLimits,
         logger,
       });
       this.broker.on('connected', (first: boolean) => {
@@ -203,9 +248,10 @@ export class Agent {
       );
       logger.info('no ACTIVEMQ_HOST: notifications are printed to stdout');
     }
-    if (this.monitor) {
+    if (this.registrar.kind !== 'catalog') {
       this.deferred = await DeferredSamples.open({
         config,
+        store: this.store,
         logger,
         metrics: this.metrics,
         registrar: this.registrar,
@@ -294,6 +340,7 @@ export class Agent {
       processedBy: () => this.name,
       outboxDepth: () => this.deferred?.depth ?? null,
       intervalS: config.agent.summaryIntervalS,
+      idleTimeoutS: config.agent.runIdleTimeoutS,
       logger,
       metrics: this.metrics,
     });
@@ -314,25 +361,30 @@ export class Agent {
    * One message body from any source. Resolves when the message is fully handled (for an
    * stf_ready: sampled, registered and broadcast); never rejects: bad input is logged and counted.
    */
-  async handleMessage(body: string, messageId = '', attempt = 0): Promise<Verdict> {
-    const { verdict, stf } = await this.handle(body, messageId, attempt, false);
+  async handleMessage(body: string, messageId = '', attempt = 0, role: Role = 'all'): Promise<Verdict> {
+    const { verdict, stf } = await this.handle(body, messageId, attempt, false, role);
     if (stf?.late) this.followUp(stf);
     return verdict;
   }
 
   /**
    * handleMessage's body. `retryable`: deliver() may handle the message again; it then takes the
-   * superseded attempt's counts back, so that the delivery counts once.
+   * superseded attempt's counts back, so that the delivery counts once. `role`: which messages the
+   * subscription it came on is for (subscriptions.ts).
    */
   private async handle(
     body: string,
     messageId: string,
     attempt: number,
     retryable: boolean,
+    role: Role = 'all',
   ): Promise<{ verdict: Verdict; stf?: StfResult }> {
     const { logger, metrics, config } = this;
     const bytes = Buffer.byteLength(body, 'utf8');
+    // The lifecycle subscription beside a shared queue sees every message the queue sees: the
+    // queue's consumer refuses the bad ones (role 'lifecycle' acknowledges them unsaid), and takes the stf_ready.
     if (bytes > config.agent.maxMessageBytes) {
+      if (role === 'lifecycle') return { verdict: 'ack' };
       const reason = `larger than ${config.agent.maxMessageBytes} bytes (${bytes})`;
       return { verdict: await this.refuse(body, messageId, 'MESSAGE_TOO_LARGE', reason, { bytes }) };
     }
@@ -340,11 +392,14 @@ export class Agent {
     try {
       message = decodeMessage(body);
     } catch (err) {
+      if (role === 'lifecycle') return { verdict: 'ack' };
       const code = isFastmonError(err) ? err.code : 'MESSAGE_INVALID';
       return {
         verdict: await this.refuse(body, messageId, code, messageOf(err), (err as FastmonError).details),
       };
     }
+    if (role === 'lifecycle' ? !isLifecycle(message.msgType) : role === 'stf' && isLifecycle(message.msgType))
+      return { verdict: 'ack' }; // the other subscription's share
     metrics.messages.inc({ msg_type: message.msgType });
     // BaseAgent's rule: drop only when both sides have a namespace and they differ.
     const ours = config.agent.namespace;
@@ -404,7 +459,12 @@ export class Agent {
         timestamp: new Date().toISOString(),
       };
       await this.broker
-        .publish(deadLetter, JSON.stringify(envelope), { msg_type: 'fastmon_dead_letter', reason_code: code })
+        // Persistent: a dead letter is the only trace of a refused message, and must survive a broker restart.
+        .publish(deadLetter, JSON.stringify(envelope), {
+          msg_type: 'fastmon_dead_letter',
+          reason_code: code,
+          persistent: 'true',
+        })
         .catch((err) =>
           this.logger.error({ code: 'PUBLISH_FAILED' }, `dead letter not sent: ${messageOf(err)}`),
         );
@@ -481,6 +541,7 @@ export class Agent {
     await this.broker?.close();
     await this.executor?.close();
     await this.registrar?.close();
+    await this.store?.release();
     await this.ops?.close();
     logger.info({ agent: this.name }, 'stopped');
     // Last: the records of the shutdown itself go too, for at most 2 s.
@@ -515,23 +576,38 @@ export class Agent {
   private subscribe(broker: StompConnection): void {
     const { config, logger } = this;
     const b = config.broker;
-    const headers: Record<string, string> = { 'activemq.prefetchSize': String(b.prefetch) };
-    if (b.skipOwnBroadcasts) {
-      // Our broadcasts carry a msg_type header; other producers send none (BaseAgent sets no headers).
-      headers.selector = `msg_type IS NULL OR msg_type NOT IN (${OWN_TYPES.map((t) => `'${t}'`).join(', ')})`;
+    // At least max_in_flight messages must be able to reach the agent, or max_in_flight means nothing.
+    const window = {
+      messages: Math.max(b.prefetch, config.agent.maxInFlight),
+      messageBytes: config.agent.maxMessageBytes,
+    };
+    const stops: (() => void)[] = [];
+    for (const planned of planSubscriptions(b.subscription, b.durableSubscription)) {
+      const headers: Record<string, string> = {};
+      if (b.skipOwnBroadcasts && planned.selector) {
+        // Our broadcasts carry a msg_type header; other producers send none (BaseAgent sets no headers).
+        headers.selector = `msg_type IS NULL OR msg_type NOT IN (${OWN_TYPES.map((t) => `'${t}'`).join(', ')})`;
+      }
+      if (planned.durableName) {
+        // ActiveMQ Classic reads the first, Artemis the second (and accepts the first too).
+        headers['activemq.subscriptionName'] = planned.durableName;
+        headers['durable-subscription-name'] = planned.durableName;
+      }
+      const spec = { destination: planned.destination, ack: b.ack, headers, window };
+      stops.push(broker.subscribe(spec, (message) => void this.deliver(message, planned.role)));
+      logger.info(
+        {
+          destination: planned.destination,
+          role: planned.role,
+          ack: b.ack,
+          durable: planned.durableName || null,
+        },
+        'subscribed',
+      );
     }
-    if (b.durableSubscription) {
-      // ActiveMQ Classic reads the first, Artemis the second (and accepts the first too).
-      headers['activemq.subscriptionName'] = b.durableSubscription;
-      headers['durable-subscription-name'] = b.durableSubscription;
-    }
-    this.unsubscribe = broker.subscribe({ destination: b.subscription, ack: b.ack, headers }, (message) => {
-      void this.deliver(message);
-    });
-    logger.info(
-      { destination: b.subscription, ack: b.ack, durable: b.durableSubscription || null },
-      'subscribed',
-    );
+    this.unsubscribe = () => {
+      for (const stop of stops) stop();
+    };
   }
 
   /**
@@ -541,13 +617,32 @@ export class Agent {
    * dead-letters it), which is the opposite of a retry. When the agent stops or the connection
    * drops first, the message stays unacknowledged and the broker hands it out again.
    */
-  private async deliver(message: InboundMessage): Promise<void> {
+  private async deliver(message: InboundMessage, role: Role): Promise<void> {
     if (this.stopping) return;
+    if (isOwnBroadcast(message.headers.msg_type)) {
+      // Reaches the agent on a shared queue (no selector there) or with skip_own_broadcasts off:
+      // taken off the queue unread.
+      message.ack();
+      return;
+    }
+    if (message.refusal) {
+      // Over a frame limit: this message alone is refused; the connection stays up. Beside a shared
+      // queue, the lifecycle subscription leaves the refusal to the queue's consumer (refused once).
+      if (role === 'lifecycle') {
+        message.ack();
+        return;
+      }
+      const { code, reason } = message.refusal;
+      await this.refuse(message.body, message.messageId, code, reason, { headers: headerNames(message) });
+      message.ack();
+      return;
+    }
+    if (await this.reissued(message, role)) return;
     // Counts are per delivery: the last attempt's outcome is what this delivery counts as.
     let last: StfResult | undefined;
     let late = false;
     try {
-      await this.deliverAttempts(message, (stf) => {
+      await this.deliverAttempts(message, role, (stf) => {
         last = stf;
         late ||= stf.late === true; // only the first attempt sees a late STF as new
       });
@@ -559,12 +654,16 @@ export class Agent {
     }
   }
 
-  private async deliverAttempts(message: InboundMessage, attempted: (stf: StfResult) => void): Promise<void> {
+  private async deliverAttempts(
+    message: InboundMessage,
+    role: Role,
+    attempted: (stf: StfResult) => void,
+  ): Promise<void> {
     let previous: StfResult | undefined;
     for (let attempt = 0; ; attempt++) {
       // The retry's outcome replaces the previous attempt's in the counts.
       if (previous) this.requireScheduler().revert(previous);
-      const { verdict, stf } = await this.handle(message.body, message.messageId, attempt, true);
+      const { verdict, stf } = await this.handle(message.body, message.messageId, attempt, true, role);
       if (stf) {
         attempted(stf);
         previous = stf;
@@ -584,12 +683,42 @@ export class Agent {
     }
   }
 
+  /** See reissue.ts: a redelivered message from a shared Artemis queue goes back on it as a new one. */
+  private async reissued(message: InboundMessage, role: Role): Promise<boolean> {
+    const broker = this.broker;
+    const destination = this.config.broker.subscription;
+    const headers = broker && reissueHeaders(broker.brokerKind, role, destination, message.headers);
+    if (!broker || !headers) return false;
+    try {
+      await broker.publish(destination, message.body, headers);
+    } catch (err) {
+      // Handled as it is, then: the broker's count goes on.
+      this.logger.warn(
+        { msgId: message.messageId, err: { message: messageOf(err) } },
+        'redelivered message not reissued',
+      );
+      return false;
+    }
+    message.ack();
+    this.metrics.messagesReissued.inc();
+    this.logger.info(
+      { msgId: message.messageId, reissues: headers[REISSUE_HEADER] },
+      'redelivered message put back on its queue as a new one',
+    );
+    return true;
+  }
+
   private async onLifecycle(message: RunLifecycle, messageId: string): Promise<void> {
     const { logger } = this;
     const run = this.runs.apply(message);
     const log = logger.child({ run: message.runId, msgId: messageId });
     if (!run) {
-      log.warn({ msgType: message.msgType }, 'lifecycle message without run_id ignored');
+      if (message.runId)
+        log.warn(
+          { msgType: message.msgType },
+          'lifecycle message of an untracked run (agent.max_runs reached)',
+        );
+      else log.warn({ msgType: message.msgType }, 'lifecycle message without run_id ignored');
       return;
     }
     log.info(
@@ -660,4 +789,10 @@ function shutdownOn(signal: AbortSignal): Promise<never> {
     if (signal.aborted) stop();
     else signal.addEventListener('abort', stop, { once: true });
   });
+}
+
+/** How many headers a refused frame kept, and a few of their names, for the log line. */
+function headerNames(message: InboundMessage): { count: number; first: string[] } {
+  const names = Object.keys(message.headers);
+  return { count: names.length, first: names.slice(0, 8).map((n) => n.slice(0, 64)) };
 }

@@ -1,8 +1,7 @@
 // The outbox of the agent: samples swf-monitor could not take, kept durably and replayed in order.
 
-import path from 'node:path';
 import type { Config } from '../config/load.js';
-import { isFastmonError } from '../errors.js';
+import { type FastmonError, isFastmonError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { tfFileRegistered } from '../messaging/codec.js';
 import { alreadyExists } from '../monitor/client.js';
@@ -12,9 +11,12 @@ import type { Broadcaster } from '../sinks/broadcast.js';
 import { Outbox } from '../sinks/outbox.js';
 import { OutboxDrainer } from '../sinks/outbox-drainer.js';
 import type { Registrar } from '../sinks/registrar.js';
+import type { Store } from '../store/store.js';
 
 export interface DeferredDeps {
   config: Config;
+  /** The local store the outbox lives in. */
+  store: Store;
   logger: Logger;
   metrics: Metrics;
   registrar: Registrar;
@@ -38,10 +40,7 @@ export class DeferredSamples {
 
   static async open(deps: DeferredDeps): Promise<DeferredSamples> {
     const { config, logger, metrics } = deps;
-    const outbox = await Outbox.open(path.resolve(config.agent.outbox), {
-      maxBytes: config.agent.outboxMaxBytes,
-      logger,
-    });
+    const outbox = await Outbox.open(deps.store, { maxBytes: config.agent.outboxMaxBytes, logger });
     const update = () => {
       metrics.outboxDepth.set(outbox.depth);
       metrics.outboxBytes.set(outbox.bytes);
@@ -80,14 +79,29 @@ export class DeferredSamples {
   }
 }
 
+/**
+ * Only a definitive answer about the sample ends an outbox entry without its notification:
+ * swf-monitor's 400 for the row itself (a field it will never take). An "already exists" is
+ * success once its row is read; anything else (an unreadable row, 401/403 until the token is
+ * fixed, 404/429 from a proxy, a timeout) is retried like an unavailable monitor, so an entry
+ * is never dropped with its sample unannounced.
+ */
+export function isDefinitiveRefusal(err: unknown): err is FastmonError {
+  return (
+    isFastmonError(err, 'MONITOR_REJECTED') &&
+    err.details?.status === 400 &&
+    err.details?.method === 'POST' &&
+    !alreadyExists(err, 'tf_filename')
+  );
+}
+
 async function replay(deps: DeferredDeps, d: DeferredSample, signal: AbortSignal): Promise<void> {
   const { registrar, broadcaster, metrics, logger } = deps;
   let tfFileId: string;
   try {
     tfFileId = (await registrar.register(d.record, signal)).tfFileId;
   } catch (err) {
-    // A refusal that is not "already there" will not change on a retry: say so and move on.
-    if (isFastmonError(err, 'MONITOR_REJECTED') && !alreadyExists(err, 'tf_filename')) {
+    if (isDefinitiveRefusal(err)) {
       metrics.tfsFailed.inc({ code: err.code });
       logger.error(
         { code: err.code, tf_filename: d.record.tfFilename },

@@ -13,6 +13,8 @@ export interface SummaryDeps {
   processedBy: () => string;
   outboxDepth: () => number | null;
   intervalS: number;
+  /** Runs silent this long are closed with a final summary (timed_out: true). */
+  idleTimeoutS: number;
   logger: Logger;
   metrics: Metrics;
 }
@@ -34,10 +36,12 @@ export class Summaries {
   constructor(private readonly deps: SummaryDeps) {}
 
   start(): void {
-    if (this.deps.intervalS <= 0) return;
+    // Idle runs are closed even when summaries are off, so run state stays bounded either way.
+    const periodS =
+      this.deps.intervalS > 0 ? this.deps.intervalS : Math.min(60, Math.max(1, this.deps.idleTimeoutS / 4));
     this.timer = setInterval(() => {
       this.publishing = this.publishing.then(() => this.cycle());
-    }, this.deps.intervalS * 1000);
+    }, periodS * 1000);
     this.timer.unref();
   }
 
@@ -49,13 +53,23 @@ export class Summaries {
 
   /** The last word on a run, published after its in-flight STFs finished. */
   async final(run: RunInfo): Promise<void> {
-    if (this.deps.intervalS <= 0) return;
-    await this.publish(run, true);
+    if (this.deps.intervalS > 0) await this.publish(run, true);
     this.previous.delete(run.runId);
   }
 
   private async cycle(): Promise<void> {
-    for (const run of this.deps.runs.all()) {
+    const { runs, logger, metrics } = this.deps;
+    for (const run of runs.expireIdle()) {
+      metrics.runsTimedOut.inc();
+      logger.warn(
+        { run: run.runId, idleTimeoutS: this.deps.idleTimeoutS, counts: run.counts },
+        'run closed: no message for the idle timeout (its end_run never came)',
+      );
+      await this.final(run);
+    }
+    metrics.runsTracked.set(runs.size);
+    if (this.deps.intervalS <= 0) return;
+    for (const run of runs.all()) {
       if (run.phase !== 'ended') await this.publish(run, false);
     }
   }
@@ -69,6 +83,7 @@ export class Summaries {
       runId: run.runId,
       executionId: run.executionId,
       final,
+      timedOut: run.timedOut,
       cycleS: this.deps.intervalS,
       counts: run.counts,
       rates: {

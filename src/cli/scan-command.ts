@@ -1,6 +1,5 @@
 // `swf-fastmon scan DIR…` (one pass) and `swf-fastmon watch DIR…` (scan, then follow new files).
 
-import path from 'node:path';
 import { Agent } from '../agent/agent.js';
 import { formatSummary } from '../agent/summary.js';
 import type { Config } from '../config/load.js';
@@ -9,6 +8,8 @@ import { createLogger } from '../log/logger.js';
 import { Ledger } from '../scan/ledger.js';
 import { emptyScanCounts, type ScanContext, type ScanCounts, scanOnce } from '../scan/scan.js';
 import { DirectoryWatcher } from '../scan/watch.js';
+import { storeOptions } from '../store/paths.js';
+import { Store } from '../store/store.js';
 import { commandConfig, stopBoundMs, terminalNotifications } from './common.js';
 import { requireDirectory } from './inputs.js';
 import { CONFIG_OPTIONS, type CommandSpec, commandHelp, keysExcept, parseCommandLine } from './options.js';
@@ -92,7 +93,6 @@ export async function runDirectories(
   const logger = createLogger({ level: config.agent.logLevel, destination: progress.loggerStream() });
   const stopping = onStopSignals({ graceMs: stopBoundMs(config), notify: (text) => logger.warn(text) });
   const started = Date.now();
-  const ledger = await Ledger.open(path.resolve(config.scan.ledger), { logger });
   // scan/watch open no /metrics port unless asked (agent.http_port set): a scan beside a running
   // agent must not take its port. The agent in continuous mode opens one, as in message mode.
   const agent = new Agent({
@@ -103,6 +103,7 @@ export async function runDirectories(
     input: mode,
     formatNotification: terminalNotifications(),
   });
+  const ledger = new Ledger(await Store.acquire(storeOptions(config, logger)), true);
   const counts = emptyScanCounts();
   const draw = (force = false) => progress.update(progressText(counts, started), null, force);
   const ctx: ScanContext = {
@@ -116,7 +117,10 @@ export async function runDirectories(
   };
   try {
     await agent.start(stopping.signal);
-    logger.info({ dirs, ledger: ledger.size, shard: config.scan.shard || null }, `${mode} starting`);
+    logger.info(
+      { dirs, store: ledger.file, ledger: ledger.size, shard: config.scan.shard || null },
+      `${mode} starting`,
+    );
     if (mode === 'scan') {
       await scanOnce(dirs, ctx);
     } else {

@@ -1,5 +1,6 @@
 // Every configuration key: where it comes from (flag, env, TOML), its default, and how it is checked.
 
+import { DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RUNS, DEFAULT_RUN_IDLE_TIMEOUT_S } from '../messaging/limits.js';
 import { compilePatterns, parseShard } from '../scan/select.js';
 
 /**
@@ -120,7 +121,7 @@ export const KEYS: readonly KeySpec[] = [
     env: 'FASTMON_SUBSCRIPTION',
     flag: 'subscription',
     check: destination as (v: never) => string | undefined,
-    doc: 'Destination the agent consumes stf_ready and run lifecycle messages from.',
+    doc: 'Where stf_ready and the run lifecycle come from. A shared queue (/topic/epictopic::fastmon on Artemis) spreads the stf_ready over competing agents (docs/scaling-out.md).',
   },
   {
     key: 'broker.broadcast',
@@ -156,7 +157,7 @@ export const KEYS: readonly KeySpec[] = [
     env: 'FASTMON_ACK',
     flag: 'ack',
     choices: ['client-individual', 'auto'],
-    doc: 'client-individual: a message is acknowledged only once handled (at-least-once); auto: as BaseAgent.',
+    doc: 'client-individual: a message is acknowledged only once handled (at-least-once); auto: as BaseAgent (at-most-once, no flow control on either broker).',
   },
   {
     key: 'broker.prefetch',
@@ -165,7 +166,7 @@ export const KEYS: readonly KeySpec[] = [
     env: 'FASTMON_PREFETCH',
     flag: 'prefetch',
     min: 1,
-    doc: 'Unacknowledged messages the broker may hand out at once (activemq.prefetchSize): bounds memory.',
+    doc: 'Unacknowledged messages the broker may hand out at once, at least agent.max_in_flight (Artemis: a byte window of that many largest messages).',
   },
   {
     key: 'broker.client_id',
@@ -190,7 +191,7 @@ export const KEYS: readonly KeySpec[] = [
     env: 'FASTMON_DEAD_LETTER',
     flag: 'dead-letter',
     check: ((v: string) => (v === '' ? undefined : destination(v))) as (v: never) => string | undefined,
-    doc: 'Where refused messages (bad JSON, wrong types, too large) go, with the reason; empty: log and drop.',
+    doc: 'Where refused messages (bad JSON, wrong types, too large) go, persistent, with the reason; empty: log and drop.',
   },
   // swf-monitor.
   {
@@ -267,6 +268,60 @@ export const KEYS: readonly KeySpec[] = [
     min: 0.05,
     doc: 'Seconds between heartbeats to /api/systemagents/heartbeat/ (swf-monitor marks agents silent for 3 min as EXITED).',
   },
+  // swf-monitor's PostgreSQL, written directly (opt-in; docs/postgres-registrar.md).
+  {
+    key: 'monitor_db.url',
+    type: 'string',
+    default: '',
+    env: 'SWF_MONITOR_DB_URL',
+    flag: 'monitor-db',
+    check: ((v: string) =>
+      v === '' || /^postgres(ql)?:\/\//.test(v)
+        ? undefined
+        : 'expected a postgresql:// URL (user, password, host, port, database)') as (
+      v: never,
+    ) => string | undefined,
+    doc: "postgresql:// URL of swf-monitor's database: FastMonFile (and, scanning, Run/StfFile) rows go there in batches instead of REST POSTs. Empty: REST. The password is never logged.",
+  },
+  {
+    key: 'monitor_db.batch_rows',
+    type: 'int',
+    default: 500,
+    env: 'FASTMON_MONITOR_DB_BATCH_ROWS',
+    flag: 'monitor-db-batch-rows',
+    min: 1,
+    max: 10000,
+    doc: 'Rows per INSERT at most; the samples of all STFs in flight share a batch.',
+  },
+  {
+    key: 'monitor_db.flush_ms',
+    type: 'int',
+    default: 2,
+    env: 'FASTMON_MONITOR_DB_FLUSH_MS',
+    flag: 'monitor-db-flush-ms',
+    min: 0,
+    max: 1000,
+    doc: 'How long the first row of a batch waits for others before the batch is written (0: until the next turn of the event loop).',
+  },
+  {
+    key: 'monitor_db.connections',
+    type: 'int',
+    default: 2,
+    env: 'FASTMON_MONITOR_DB_CONNECTIONS',
+    flag: 'monitor-db-connections',
+    min: 1,
+    max: 32,
+    doc: 'Database connections, i.e. batches written at the same time.',
+  },
+  {
+    key: 'monitor_db.timeout_ms',
+    type: 'int',
+    default: 10000,
+    env: 'FASTMON_MONITOR_DB_TIMEOUT_MS',
+    flag: 'monitor-db-timeout-ms',
+    min: 100,
+    doc: 'Connection and statement timeout; past it the batch goes to the outbox like an unreachable monitor.',
+  },
   // The agent.
   {
     key: 'agent.mode',
@@ -315,7 +370,7 @@ export const KEYS: readonly KeySpec[] = [
     default: 'fastmon-outbox.jsonl',
     env: 'FASTMON_OUTBOX',
     flag: 'outbox',
-    doc: 'Durable outbox of registrations swf-monitor could not take; replayed in order when it answers again.',
+    doc: 'Old outbox journal, imported once into the local store (agent.catalog), which now holds the outbox.',
   },
   {
     key: 'agent.outbox_max_bytes',
@@ -324,7 +379,7 @@ export const KEYS: readonly KeySpec[] = [
     env: 'FASTMON_OUTBOX_MAX_BYTES',
     flag: 'outbox-max-bytes',
     min: 4096,
-    doc: 'Past this size the outbox refuses entries (alarm in the log): messages then stay unacknowledged.',
+    doc: 'Past this many bytes of pending entries the outbox refuses more (alarm in the log): messages then stay unacknowledged.',
   },
   {
     key: 'agent.output_dir',
@@ -345,10 +400,10 @@ export const KEYS: readonly KeySpec[] = [
   {
     key: 'agent.catalog',
     type: 'string',
-    default: 'fastmon-catalog.jsonl',
+    default: 'fastmon.sqlite',
     env: 'FASTMON_CATALOG',
     flag: 'catalog',
-    doc: 'Local catalog file, used instead of swf-monitor when monitor.url is empty.',
+    doc: 'The local store (SQLite): the catalog used instead of swf-monitor when monitor.url is empty, the outbox and the ledger. A name ending in .jsonl (the old catalog) means the .sqlite file beside it, and imports the old file once.',
   },
   {
     key: 'agent.workers',
@@ -380,11 +435,30 @@ export const KEYS: readonly KeySpec[] = [
   {
     key: 'agent.max_message_bytes',
     type: 'int',
-    default: 1048576,
+    default: DEFAULT_MAX_BODY_BYTES,
     env: 'FASTMON_MAX_MESSAGE_BYTES',
     flag: 'max-message-bytes',
     min: 1024,
-    doc: 'Messages larger than this are refused unparsed.',
+    doc: 'Messages larger than this are refused unparsed (only this much of one is held in memory).',
+  },
+  // Bounds on run bookkeeping (issue 15): no input can make the agent track runs without end.
+  {
+    key: 'agent.run_idle_timeout_s',
+    type: 'number',
+    default: DEFAULT_RUN_IDLE_TIMEOUT_S,
+    env: 'FASTMON_RUN_IDLE_TIMEOUT_S',
+    flag: 'run-idle-timeout-s',
+    min: 1,
+    doc: 'A run without any message for this long is closed with a final fastmon_summary saying it timed out.',
+  },
+  {
+    key: 'agent.max_runs',
+    type: 'int',
+    default: DEFAULT_MAX_RUNS,
+    env: 'FASTMON_MAX_RUNS',
+    flag: 'max-runs',
+    min: 1,
+    doc: 'Runs tracked at once; STFs of further runs are still sampled, without per-run counts (fastmon_runs_refused_total).',
   },
   {
     key: 'agent.http_host',
@@ -510,7 +584,7 @@ export const KEYS: readonly KeySpec[] = [
     default: 'fastmon-ledger.tsv',
     env: 'FASTMON_LEDGER',
     flag: 'ledger',
-    doc: 'Durable record of the files handled, so a restart does not process a file twice.',
+    doc: 'Old ledger file, imported once into the local store (agent.catalog), which now records the files handled.',
   },
   {
     key: 'scan.settle_ms',

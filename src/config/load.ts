@@ -6,6 +6,7 @@ import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { FastmonError, messageOf } from '../errors.js';
 import { redactValue, registerSecret } from '../log/redact.js';
+import { checkMonitorDbUrl } from '../monitor/db.js';
 import { KEYS, KEYS_BY_NAME, type KeySpec } from './keys.js';
 
 export interface Config {
@@ -43,6 +44,14 @@ export interface Config {
     logLevel: string;
     logQueue: number;
   };
+  /** swf-monitor's PostgreSQL, written directly when `url` is set. */
+  monitorDb: {
+    url: string;
+    batchRows: number;
+    flushMs: number;
+    connections: number;
+    timeoutMs: number;
+  };
   agent: {
     mode: 'message' | 'continuous';
     namespace: string;
@@ -64,6 +73,8 @@ export interface Config {
     httpPortSet: boolean;
     drainTimeoutS: number;
     summaryIntervalS: number;
+    runIdleTimeoutS: number;
+    maxRuns: number;
     endRunGraceS: number;
   };
   sampling: SamplingSettings;
@@ -147,6 +158,7 @@ export function loadConfig(options: LoadOptions = {}): { config: Config; provena
   if (config.agent.workers === 0) config.agent.workers = availableParallelism();
   registerSecret(config.broker.password);
   registerSecret(config.monitor.token);
+  if (config.monitorDb.url) checkMonitorDbUrl(config.monitorDb.url); // also registers its password
   return { config, provenance };
 }
 
@@ -284,6 +296,13 @@ function build(v: Map<string, unknown>): Config {
       logLevel: get('monitor.log_level'),
       logQueue: get('monitor.log_queue'),
     },
+    monitorDb: {
+      url: get('monitor_db.url'),
+      batchRows: get('monitor_db.batch_rows'),
+      flushMs: get('monitor_db.flush_ms'),
+      connections: get('monitor_db.connections'),
+      timeoutMs: get('monitor_db.timeout_ms'),
+    },
     agent: {
       mode: get('agent.mode'),
       namespace: get('agent.namespace'),
@@ -305,6 +324,8 @@ function build(v: Map<string, unknown>): Config {
       httpPortSet: false,
       drainTimeoutS: get('agent.drain_timeout_s'),
       summaryIntervalS: get('agent.summary_interval_s'),
+      runIdleTimeoutS: get('agent.run_idle_timeout_s'),
+      maxRuns: get('agent.max_runs'),
       endRunGraceS: get('agent.end_run_grace_s'),
     },
     scan: {
@@ -374,8 +395,10 @@ export function printableConfig(config: Config): Record<string, Record<string, u
   const out: Record<string, Record<string, unknown>> = {};
   for (const spec of KEYS) {
     const [section, name] = spec.key.split('.') as [string, string];
-    const camel = name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
-    const value = (config as unknown as Record<string, Record<string, unknown>>)[section]?.[camel];
+    const camelCase = (text: string) => text.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+    const value = (config as unknown as Record<string, Record<string, unknown>>)[camelCase(section)]?.[
+      camelCase(name)
+    ];
     out[section] ??= {};
     out[section][name] = spec.secret && value ? '[redacted]' : value;
   }

@@ -2,12 +2,35 @@
 
 import { z } from 'zod';
 import { FastmonError } from '../errors.js';
+import { FIELD_LIMITS, type LimitedField } from './limits.js';
 
 export const LIFECYCLE_TYPES = ['run_imminent', 'start_run', 'pause_run', 'resume_run', 'end_run'] as const;
 export type LifecycleType = (typeof LIFECYCLE_TYPES)[number];
 
 /** What fastmon itself publishes; consumers (and our own selector) recognise them by msg_type. */
 export const OWN_TYPES = ['tf_file_registered', 'fastmon_status', 'fastmon_summary'] as const;
+
+/** A fastmon broadcast, told by the `msg_type` header our broadcasts carry (testbed producers set none). */
+export function isOwnBroadcast(msgTypeHeader: string | undefined): boolean {
+  return (OWN_TYPES as readonly string[]).includes(msgTypeHeader ?? '');
+}
+
+export function isLifecycle(msgType: string): msgType is LifecycleType {
+  return (LIFECYCLE_TYPES as readonly string[]).includes(msgType);
+}
+
+/**
+ * The message types the testbed defines that reach a fastmon agent on its topic (stf_gen and the
+ * older name of stf_ready, data_ready, included): the closed set metric labels are drawn from.
+ */
+export const KNOWN_TYPES = [
+  'stf_ready',
+  ...LIFECYCLE_TYPES,
+  'stf_gen',
+  'data_ready',
+  ...OWN_TYPES,
+  'fastmon_dead_letter',
+] as const;
 
 // Producers disagree on types (docs/testbed-interface.md, "Run lifecycle messages", "stf_ready"): run_id is a string from the workflow
 // runner and an int from daqsim; optional fields arrive as null from the example data agent.
@@ -97,19 +120,60 @@ export function decodeMessage(body: string): Incoming {
   const msgType = envelope.msg_type;
   if (typeof msgType !== 'string' || msgType === '') {
     throw new FastmonError('MESSAGE_INVALID', 'message has no msg_type string', {
-      msg_type: msgType === undefined ? null : msgType,
+      msg_type: msgType === undefined ? null : typeof msgType === 'string' ? msgType : typeof msgType,
     });
   }
+  checkLength('msg_type', msgType);
   if (msgType === 'stf_ready') return decodeStfReady(json);
   if ((LIFECYCLE_TYPES as readonly string[]).includes(msgType)) return decodeLifecycle(json);
   const ns = envelope.namespace;
+  if (typeof ns === 'string') checkLength('namespace', ns);
   return { msgType, namespace: typeof ns === 'string' ? ns : null, ignored: true };
 }
+
+/**
+ * A field the agent copies into headers, names, rows, logs or metric labels may not be longer
+ * than FIELD_LIMITS (limits.ts): a 70,000-character run_id would otherwise ride on every
+ * broadcast and summary as a STOMP header, and the broker refuses frames that large.
+ */
+function checkLength(field: LimitedField, value: string | number | null | undefined): void {
+  if (typeof value !== 'string') return;
+  const limit = FIELD_LIMITS[field];
+  if (value.length > limit) {
+    throw new FastmonError(
+      'MESSAGE_INVALID',
+      `${field} is ${value.length} characters, over the limit of ${limit}`,
+      {
+        field,
+        length: value.length,
+        limit,
+      },
+    );
+  }
+}
+
+/** The length checks every stf_ready and lifecycle message goes through, after the type checks. */
+function checkLengths(m: Record<string, unknown>, fields: readonly LimitedField[]): void {
+  for (const field of fields) checkLength(field, m[field] as string | null | undefined);
+  const filename = m.filename;
+  if (typeof filename === 'string')
+    checkLength('filename_base', filename.slice(filename.lastIndexOf('/') + 1));
+}
+
+const COMMON_LIMITED: readonly LimitedField[] = [
+  'namespace',
+  'run_id',
+  'execution_id',
+  'sender',
+  'state',
+  'substate',
+];
 
 function decodeStfReady(json: unknown): StfReady {
   const parsed = stfReadySchema.safeParse(json);
   if (!parsed.success) throw invalid('stf_ready has fields of the wrong type', parsed.error);
   const m = parsed.data;
+  checkLengths(m, [...COMMON_LIMITED, 'filename', 'file_url', 'checksum']);
   const filename = nonEmpty(m.filename);
   return {
     msgType: 'stf_ready',
@@ -131,6 +195,7 @@ function decodeLifecycle(json: unknown): RunLifecycle {
       parsed.error,
     );
   const m = parsed.data;
+  checkLengths(m, COMMON_LIMITED);
   return {
     msgType: m.msg_type as LifecycleType,
     ...commonOf(m, null),
@@ -301,6 +366,8 @@ export interface SummaryFields {
   runId: string;
   executionId: string | null;
   final: boolean;
+  /** The run was closed because nothing came for the idle timeout (its end_run was never seen). */
+  timedOut?: boolean;
   cycleS: number;
   counts: RunCounts;
   rates: { stfsPerS: number; tfFilesPerS: number; bytesPerS: number };
@@ -324,6 +391,7 @@ export function fastmonSummary(f: SummaryFields, now = new Date()): Record<strin
     execution_id: f.executionId,
     timestamp: localIsoTimestamp(now),
     final: f.final,
+    timed_out: f.timedOut ?? false,
     cycle_s: f.cycleS,
     stfs_seen: c.stfsReceived,
     ...countFields(c),

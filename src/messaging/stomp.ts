@@ -2,10 +2,14 @@
 
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
-import { FastmonError, messageOf } from '../errors.js';
+import { isIP, type NetConnectOpts, connect as netConnect, type Socket } from 'node:net';
+import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
+import { type ErrorCode, FastmonError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { coalesceStompitWrites } from './coalesce.js';
+import { type BrokerKind, brokerKindOf, type Window, windowHeaders } from './flow.js';
+import { CUT_HEADER, type FrameFilterLimits, filterInbound } from './frame-filter.js';
+import { DEFAULT_MAX_BODY_BYTES, FRAME_LIMITS, stompitParserLimits } from './limits.js';
 import { type StompitClient, type StompitFrame, type StompitSubscription, stompit } from './stompit.js';
 
 // The slice of stompit 1.0 used here. @types/stompit lags the library (no `headers` on frames,
@@ -30,7 +34,17 @@ export interface StompOptions {
   /** How long publish() waits for a connection (and for the broker's receipt). */
   publishTimeoutMs?: number;
   connectTimeoutMs?: number;
+  /** Bodies longer than this are refused (MESSAGE_TOO_LARGE); only this much of one is kept. */
+  maxBodyBytes?: number;
+  /** What the inbound filter cuts frames down to (default FRAME_LIMITS; lower ones in tests). */
+  frameLimits?: FrameFilterLimits;
   logger: Logger;
+}
+
+/** Why a message is refused before anyone reads it: the frame was over a limit (limits.ts). */
+export interface FrameRefusal {
+  code: Extract<ErrorCode, 'MESSAGE_TOO_LARGE' | 'MESSAGE_HEADERS_TOO_LARGE'>;
+  reason: string;
 }
 
 export interface InboundMessage {
@@ -44,12 +58,16 @@ export interface InboundMessage {
    * broker hands it out again (that is the at-least-once guarantee).
    */
   isLive(): boolean;
+  /** Set when the frame was over a limit: `body` is then at most its first maxBodyBytes. */
+  refusal?: FrameRefusal;
 }
 
 export interface SubscriptionSpec {
   destination: string;
   ack: 'auto' | 'client-individual';
   headers?: Record<string, string>;
+  /** Unacknowledged messages the broker may hand out at once; translated per broker (flow.ts). */
+  window?: Window;
 }
 
 type Handler = (message: InboundMessage) => void;
@@ -84,6 +102,7 @@ export class StompConnection extends EventEmitter {
   private attempt = 0;
   private connects = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
+  private kind: BrokerKind = 'unknown';
   private readonly ca: Buffer | undefined;
 
   constructor(private readonly options: StompOptions) {
@@ -93,6 +112,11 @@ export class StompConnection extends EventEmitter {
 
   get connected(): boolean {
     return this.client !== null;
+  }
+
+  /** The broker of the current (or last) connection, from its CONNECTED frame. */
+  get brokerKind(): BrokerKind {
+    return this.kind;
   }
 
   /** Number of successful connections after the first. */
@@ -233,9 +257,16 @@ export class StompConnection extends EventEmitter {
       // this margin; ActiveMQ's beats drift, and a 100 ms margin gives spurious timeouts.
       heartbeatDelayMargin: Math.max(1000, Math.floor(o.heartbeatMs / 2)),
       heartbeatOutputMargin: Math.floor(o.heartbeatMs / 10),
+      // stompit's parser limits (1,024-byte lines, 64 headers by default) are raised above the
+      // agent's own (limits.ts); frames over those are cut by the filter and refused one by one.
+      ...stompitParserLimits(o.frameLimits ?? FRAME_LIMITS),
+      connect: (options: NetConnectOpts & ConnectionOptions, onConnected: () => void): Socket => {
+        const socket = o.useSsl ? tlsConnect(options, onConnected) : netConnect(options, onConnected);
+        filterInbound(socket, o.frameLimits ?? FRAME_LIMITS);
+        return socket;
+      },
     };
     if (o.useSsl) {
-      connectOptions.ssl = true;
       // SNI takes host names only (RFC 6066); an IP address is checked against the certificate's IP SANs.
       if (!isIP(o.host)) connectOptions.servername = o.host;
       if (this.ca) connectOptions.ca = [this.ca];
@@ -264,13 +295,19 @@ export class StompConnection extends EventEmitter {
         return;
       }
       this.client = client;
+      this.kind = brokerKindOf(client.headers?.server);
       this.attempt = 0;
       this.connects++;
       client.on('error', (e: Error) => this.onLost(client, e));
       client.on('end', () => this.onLost(client, new Error('connection ended')));
       for (const sub of this.subs) this.attach(client, sub);
       this.options.logger.info(
-        { broker: this.where(), clientId: o.clientId, version: client.headers?.version },
+        {
+          broker: this.where(),
+          clientId: o.clientId,
+          version: client.headers?.version,
+          server: client.headers?.server ?? null,
+        },
         this.connects === 1 ? 'connected to broker' : 'reconnected to broker',
       );
       this.emit('connected', this.connects === 1);
@@ -315,6 +352,7 @@ export class StompConnection extends EventEmitter {
     const headers: Record<string, string> = {
       destination: sub.spec.destination,
       ack: sub.spec.ack,
+      ...(sub.spec.window ? windowHeaders(this.kind, sub.spec.ack, sub.spec.window) : {}),
       ...sub.spec.headers,
     };
     // stompit takes no receipt callback for SUBSCRIBE; its receipt table is used directly (pinned
@@ -357,20 +395,42 @@ export class StompConnection extends EventEmitter {
   private read(client: Client, sub: Sub, message: Message): void {
     const headers = message.headers;
     const isClientAck = sub.spec.ack !== 'auto';
-    message.readString('utf-8', (err, body) => {
-      if (err) {
-        this.options.logger.error({ err: { message: messageOf(err) } }, 'failed to read a message body');
-        return;
-      }
+    const maxBody = this.options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    // The body is read as a stream so that no more than maxBody bytes of it are ever kept: the
+    // rest is counted and let go (the frame must still be read to its end to reach the next one).
+    const chunks: Buffer[] = [];
+    let kept = 0;
+    let total = 0;
+    message.on('data', (chunk: Buffer) => {
+      total += chunk.length;
+      if (kept >= maxBody) return;
+      const part = kept + chunk.length > maxBody ? chunk.subarray(0, maxBody - kept) : chunk;
+      chunks.push(part);
+      kept += part.length;
+    });
+    message.on('error', (err: Error) => {
+      this.options.logger.error({ err: { message: messageOf(err) } }, 'failed to read a message body');
+    });
+    message.on('end', () => {
+      const messageId = headers['message-id'] ?? '';
+      let refusal: FrameRefusal | undefined;
+      const cut = headers[CUT_HEADER];
+      if (cut !== undefined) refusal = { code: 'MESSAGE_HEADERS_TOO_LARGE', reason: `frame cut: ${cut}` };
+      else if (total > maxBody)
+        refusal = {
+          code: 'MESSAGE_TOO_LARGE',
+          reason: `body of ${total} bytes over the ${maxBody}-byte limit`,
+        };
       const inbound: InboundMessage = {
-        body: body ?? '',
+        body: Buffer.concat(chunks, kept).toString('utf8'),
         headers,
-        messageId: headers['message-id'] ?? '',
+        messageId,
         ack: () => {
           if (isClientAck && this.client === client) client.ack(message);
         },
         isLive: () => this.client === client,
       };
+      if (refusal) inbound.refusal = refusal;
       sub.handler(inbound);
     });
   }

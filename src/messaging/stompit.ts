@@ -5,6 +5,10 @@ import stompitModule from 'stompit';
 export interface StompitFrame {
   headers: Record<string, string>;
   readString(encoding: string, callback: (err: Error | null, body?: string) => void): void;
+  /** A frame is a Readable of its body. */
+  on(event: 'data', listener: (chunk: Buffer) => void): void;
+  on(event: 'end', listener: () => void): void;
+  on(event: 'error', listener: (err: Error) => void): void;
 }
 
 export interface StompitWriter {

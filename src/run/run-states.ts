@@ -1,6 +1,7 @@
 // Run lifecycle as seen by fastmon: per-run DAQ state from run_imminent … end_run, and the sampling gate.
 
 import type { RunCounts, RunLifecycle, StfReady } from '../messaging/codec.js';
+import { DEFAULT_MAX_RUNS, DEFAULT_RUN_IDLE_TIMEOUT_S } from '../messaging/limits.js';
 
 export type Phase = 'imminent' | 'physics' | 'standby' | 'ended';
 
@@ -26,6 +27,19 @@ export interface RunInfo {
   stfsSeen: number;
   /** The final fastmon_status is out: an STF seen after it is late. */
   finalSent: boolean;
+  /** Last message about the run (epoch ms): a run silent for the idle timeout is closed. */
+  lastSeen: number;
+  /** Closed because nothing came for the idle timeout, not by end_run. */
+  timedOut: boolean;
+}
+
+export interface RunBounds {
+  /** Runs tracked at once (ended ones included; the oldest ended run makes room first). */
+  maxRuns: number;
+  /** A run with no message for this long is closed as timed out. */
+  idleTimeoutMs: number;
+  /** Called for each run refused at the cap (the metrics hook). */
+  onRefused?: (runId: string) => void;
 }
 
 export interface Gate {
@@ -50,6 +64,12 @@ const IMPLIED: Record<string, [string, string] | null> = {
   end_run: null,
 };
 
+/**
+ * Bounded: at most `maxRuns` runs are tracked (a producer inventing run ids cannot grow the agent,
+ * nor the summaries it publishes every cycle), and a run that stays silent for the idle timeout
+ * is closed (expireIdle), as if its end_run had been lost. A run refused at the cap is counted;
+ * its STFs are still sampled, only without per-run counts.
+ */
 export class RunStates {
   private readonly runs = new Map<string, RunInfo>();
   /**
@@ -58,6 +78,21 @@ export class RunStates {
    */
   private readonly names = new Map<string, Set<string>>();
   private readonly waiters = new Map<string, Set<() => void>>();
+  /** Runs not tracked because maxRuns were tracked already. */
+  refused = 0;
+  private readonly bounds: RunBounds;
+
+  constructor(bounds: Partial<RunBounds> = {}) {
+    this.bounds = {
+      maxRuns: bounds.maxRuns ?? DEFAULT_MAX_RUNS,
+      idleTimeoutMs: bounds.idleTimeoutMs ?? DEFAULT_RUN_IDLE_TIMEOUT_S * 1000,
+      onRefused: bounds.onRefused,
+    };
+  }
+
+  get size(): number {
+    return this.runs.size;
+  }
 
   get(runId: string): RunInfo | undefined {
     return this.runs.get(runId);
@@ -67,9 +102,20 @@ export class RunStates {
     return [...this.runs.values()];
   }
 
-  getOrCreate(runId: string, executionId: string | null = null, namespace: string | null = null): RunInfo {
+  /** The run, created if needed; null when maxRuns are tracked and none can make room. */
+  getOrCreate(
+    runId: string,
+    executionId: string | null = null,
+    namespace: string | null = null,
+    now = Date.now(),
+  ): RunInfo | null {
     let run = this.runs.get(runId);
     if (!run) {
+      if (this.runs.size >= this.bounds.maxRuns && !this.evictEnded()) {
+        this.refused++;
+        this.bounds.onRefused?.(runId);
+        return null;
+      }
       run = {
         runId,
         executionId,
@@ -81,22 +127,61 @@ export class RunStates {
         counts: emptyCounts(),
         sizeHistogram: SIZE_EDGES.map(() => 0),
         errors: {},
-        firstSeen: new Date(),
+        firstSeen: new Date(now),
         endedAt: null,
+        lastSeen: now,
+        timedOut: false,
         expectedStfs: null,
         stfsSeen: 0,
         finalSent: false,
       };
       this.runs.set(runId, run);
     }
+    run.lastSeen = now;
+    if (run.timedOut) {
+      // Traffic again after a timeout: the run was not over after all.
+      run.timedOut = false;
+      run.phase = run.state === 'run' && run.substate === 'standby' ? 'standby' : 'physics';
+      run.endedAt = null;
+    }
     if (executionId && !run.executionId) run.executionId = executionId;
     return run;
+  }
+
+  /**
+   * Closes the runs that had no message for the idle timeout and returns them (their final
+   * summary is the caller's). They stay remembered like ended runs, within the same bound.
+   */
+  expireIdle(now = Date.now()): RunInfo[] {
+    const expired: RunInfo[] = [];
+    for (const run of this.runs.values()) {
+      if (run.phase === 'ended' || now - run.lastSeen < this.bounds.idleTimeoutMs) continue;
+      run.phase = 'ended';
+      run.endedAt = new Date(now);
+      run.timedOut = true;
+      expired.push(run);
+    }
+    if (expired.length > 0) this.prune();
+    return expired;
+  }
+
+  /** Forgets the oldest ended run to make room; false when every tracked run is active. */
+  private evictEnded(): boolean {
+    for (const run of this.runs.values()) {
+      if (run.phase === 'ended') {
+        this.forget(run.runId);
+        return true;
+      }
+    }
+    return false;
   }
 
   /** Applies a lifecycle message; returns the run, or null when it names no run. */
   apply(msg: RunLifecycle): RunInfo | null {
     if (!msg.runId) return null;
+    const wasEnded = this.runs.get(msg.runId)?.phase === 'ended';
     const run = this.getOrCreate(msg.runId, msg.executionId, msg.namespace);
+    if (!run) return null;
     run.announced = true;
     if (msg.executionId) run.executionId = msg.executionId;
     const implied = IMPLIED[msg.msgType];
@@ -107,7 +192,7 @@ export class RunStates {
     switch (msg.msgType) {
       case 'run_imminent':
         // A new run_imminent for a known run starts it afresh (a re-run or a restarted workflow).
-        if (run.phase === 'ended') {
+        if (wasEnded) {
           run.counts = emptyCounts();
           run.sizeHistogram = SIZE_EDGES.map(() => 0);
           run.errors = {};
@@ -182,11 +267,13 @@ export class RunStates {
 
   private prune(): void {
     const ended = [...this.runs.values()].filter((r) => r.phase === 'ended');
-    for (const run of ended.slice(0, Math.max(0, ended.length - KEEP_ENDED))) {
-      this.runs.delete(run.runId);
-      this.names.delete(run.runId);
-      this.waiters.delete(run.runId);
-    }
+    for (const run of ended.slice(0, Math.max(0, ended.length - KEEP_ENDED))) this.forget(run.runId);
+  }
+
+  private forget(runId: string): void {
+    this.runs.delete(runId);
+    this.names.delete(runId);
+    this.waiters.delete(runId);
   }
 }
 

@@ -2,6 +2,7 @@
 
 import type { Agent } from '../agent/agent.js';
 import type { Config } from '../config/load.js';
+import { messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { StfResult } from '../scheduler/scheduler.js';
 import type { Ledger } from './ledger.js';
@@ -50,6 +51,8 @@ export async function scanOnce(dirs: string[], ctx: ScanContext): Promise<void> 
   const match = compilePatterns(config.scan.patterns);
   const shard = config.scan.shard ? parseShard(config.scan.shard) : null;
   const pending = new Set<Promise<void>>();
+  // Ledger writes of handled files: awaited before the pass ends, not by the pipeline's slots.
+  const recording = new Set<Promise<void>>();
   const limit = config.agent.maxInFlight * 2;
   const now = Date.now();
   for await (const entry of walk(dirs, { recursive: config.scan.recursive, match, signal: ctx.signal })) {
@@ -67,7 +70,7 @@ export async function scanOnce(dirs: string[], ctx: ScanContext): Promise<void> 
     } else if (isUnchanged(ctx.ledger, entry.path, entry.size, entry.mtimeMs)) {
       ctx.counts.already++;
     } else {
-      const work = handleFile(entry.path, entry.size, entry.mtimeMs, ctx);
+      const work = handleFile(entry.path, entry.size, entry.mtimeMs, ctx, recording);
       pending.add(work);
       void work.finally(() => pending.delete(work));
       // Bounded in-flight work: the walk waits while the pipeline is full.
@@ -76,6 +79,7 @@ export async function scanOnce(dirs: string[], ctx: ScanContext): Promise<void> 
     ctx.onProgress?.();
   }
   await Promise.all(pending);
+  await Promise.all(recording);
 }
 
 export function isUnchanged(ledger: Ledger, file: string, size: number, mtimeMs: number): boolean {
@@ -83,12 +87,18 @@ export function isUnchanged(ledger: Ledger, file: string, size: number, mtimeMs:
   return previous !== undefined && previous.size === size && previous.mtimeMs === mtimeMs;
 }
 
-/** Hands one complete file to the agent and records the outcome in the ledger. */
+/**
+ * Hands one complete file to the agent and records the outcome in the ledger. With `recording`, the
+ * ledger write is left there instead of awaited: the file's samples are committed by then, and a
+ * ledger record lost to a crash only means the file is read again (its samples are not registered
+ * twice: tf_filename is unique). The slot is free one commit earlier, which is what a scan waits on.
+ */
 export async function handleFile(
   file: string,
   size: number,
   mtimeMs: number,
   ctx: ScanContext,
+  recording?: Set<Promise<void>>,
 ): Promise<void> {
   const result: StfResult = await ctx.agent.handleDiskStf(file);
   switch (result.outcome) {
@@ -110,6 +120,15 @@ export async function handleFile(
   if (complete && permanent) {
     const outcome =
       result.outcome === 'sampled' ? 'sampled' : result.outcome === 'failed' ? 'failed' : 'skipped';
-    await ctx.ledger.record(file, { size, mtimeMs, outcome });
+    const recorded = ctx.ledger.record(file, { size, mtimeMs, outcome });
+    if (!recording) return recorded;
+    const settled = recorded.catch((err: unknown) => {
+      ctx.logger.error(
+        { code: (err as { code?: string }).code ?? 'LEDGER_WRITE_FAILED', path: file },
+        `file handled but not recorded in the ledger (it will be read again): ${messageOf(err)}`,
+      );
+    });
+    recording.add(settled);
+    void settled.finally(() => recording.delete(settled));
   }
 }

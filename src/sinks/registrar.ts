@@ -1,5 +1,6 @@
 // Where TF samples are recorded: swf-monitor's FastMonFile table, idempotently (or the local catalog).
 
+import { FastmonError, isFastmonError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import {
   alreadyExists,
@@ -38,7 +39,7 @@ export interface Registered {
 }
 
 export interface Registrar {
-  readonly kind: 'monitor' | 'catalog';
+  readonly kind: 'monitor' | 'catalog' | 'database';
   register(sample: SampleRecord, signal?: AbortSignal): Promise<Registered>;
   /** Makes sure the Run and the StfFile exist (idempotent); for STFs that no data agent registered. */
   ensureStf(stf: StfRecord, signal?: AbortSignal): Promise<void>;
@@ -90,7 +91,7 @@ export class MonitorRegistrar implements Registrar {
       return { tfFileId: row.tf_file_id, created: true };
     } catch (err) {
       if (!alreadyExists(err, 'tf_filename')) throw err;
-      const existing = await this.client.findFastMonFile(sample.tfFilename, signal);
+      const existing = await this.findExisting(sample.tfFilename, signal);
       if (!existing) throw err;
       const conflict = describeConflict(existing, sample);
       if (conflict) {
@@ -105,6 +106,26 @@ export class MonitorRegistrar implements Registrar {
         );
       }
       return { tfFileId: existing.tf_file_id, created: false };
+    }
+  }
+
+  /**
+   * The row behind an "already exists". Whatever stops us reading it (a 4xx from a proxy, a
+   * filter swf-monitor does not know, a timeout) says nothing about the sample, which is
+   * registered but whose id we lack: it is reported as MONITOR_UNAVAILABLE, so the sample waits
+   * in the outbox and is tried again, rather than being taken for a refusal and dropped unannounced.
+   */
+  private async findExisting(tfFilename: string, signal?: AbortSignal): Promise<FastMonFileRow | null> {
+    try {
+      return await this.client.findFastMonFile(tfFilename, signal);
+    } catch (err) {
+      if (isFastmonError(err, 'MONITOR_UNAVAILABLE') || signal?.aborted) throw err;
+      throw new FastmonError(
+        'MONITOR_UNAVAILABLE',
+        `${tfFilename} is registered already, but its row could not be read: ${messageOf(err)}`,
+        { tf_filename: tfFilename, lookup: isFastmonError(err) ? err.code : 'error' },
+        { cause: err },
+      );
     }
   }
 

@@ -206,7 +206,7 @@ describe('the agent against ActiveMQ and an swf-monitor double', () => {
 
   it('logs monitor 400s clearly, keeps samples through a 500 outage in the outbox, and carries on', async () => {
     const a = await agent({ FASTMON_MONITOR_RETRIES: '1' });
-    // An STF swf-monitor does not know: 400, quoted in the log, not retried.
+    // An STF swf-monitor does not know: 400, quoted in the log, retried a few times, then acknowledged.
     await peer.publish(topic, stfReady(404, { filename: 'swf.101993.000404.stf' }));
     await peer.publish(topic, stfReady(1));
     await seen.waitFor((c) => registered(c).length === 7, 15_000, 'the next STF after a 400');
@@ -215,6 +215,9 @@ describe('the agent against ActiveMQ and an swf-monitor double', () => {
       /TF sample not registered: swf-monitor rejected POST \/fastmon-files\/ with HTTP 400: .*does not exist/,
     );
     expect(rejected?.stf).toBe('swf.101993.000404.stf');
+    // The unknown STF is tried five times in all, then acknowledged with the error. Wait for that
+    // first: a later attempt of it during the outage below would put its samples in the outbox too.
+    await waitUntil(() => a.agent.totals.stfAttempts === 6, 'the unknown STF to be tried five times', 20_000);
 
     // An outage (500 after the retries): the samples go to the outbox, the message is acknowledged,
     // and they are registered and announced, in order, once swf-monitor answers again.

@@ -44,7 +44,7 @@ async function agent(env: Record<string, string>): Promise<TestAgent> {
     env: {
       FASTMON_SUBSCRIPTION: topic,
       FASTMON_BROADCAST: `${topic}.out`,
-      FASTMON_OUTBOX: `/tmp/fastmon-outbox-${randomUUID()}.jsonl`,
+      FASTMON_CATALOG: `/tmp/fastmon-store-${randomUUID()}.sqlite`,
       ...env,
     },
   });
@@ -132,7 +132,7 @@ describe('at-least-once consumption', () => {
     expect(byAgent.get(b.agent.agentName)).toBeGreaterThan(0);
   });
 
-  it('sends refused messages to the dead-letter destination with the reason, and carries on', async () => {
+  it('sends refused messages to the dead-letter destination, persistent, with the reason, and carries on', async () => {
     const deadLetters = await peer.collect(`${topic}.dlq`);
     const a = await agent({ FASTMON_DEAD_LETTER: `${topic}.dlq` });
     await peer.publish(topic, '{"msg_type": "stf_ready", "filename": ');
@@ -147,6 +147,8 @@ describe('at-least-once consumption', () => {
       expect(letter).toMatchObject({ msg_type: 'fastmon_dead_letter', processed_by: a.agent.agentName });
       expect(String(letter.reason).length).toBeGreaterThan(10);
     }
+    // Persistent: the only trace of a refused message survives a broker restart.
+    expect(deadLetters.messages.map((m) => m.headers.persistent)).toEqual(['true', 'true', 'true']);
     expect(String(deadLetters.bodies()[0]?.body)).toBe('{"msg_type": "stf_ready", "filename": ');
   });
 });

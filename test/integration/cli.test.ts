@@ -3,8 +3,14 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configMarkdown } from '../../src/cli/help.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { Ledger } from '../../src/scan/ledger.js';
+import { CatalogRegistrar } from '../../src/sinks/catalog.js';
+import { Outbox } from '../../src/sinks/outbox.js';
+import { Store } from '../../src/store/store.js';
 import { brokerAddress, TestPeer } from '../support/broker.js';
 import { ROOT, startCli } from '../support/cli.js';
 import { type MonitorDouble, startMonitorDouble } from '../support/monitor-double.js';
@@ -25,7 +31,7 @@ describe('swf-fastmon command line', () => {
   it('lists its subcommands', async () => {
     const { code, stdout } = await run(['--help']);
     expect(code).toBe(0);
-    for (const name of ['agent', 'scan', 'watch', 'gen', 'client'])
+    for (const name of ['agent', 'scan', 'watch', 'gen', 'client', 'catalog'])
       expect(stdout).toMatch(new RegExp(`^  ${name} `, 'm'));
     const unknown = await run(['frobnicate']);
     expect(unknown.code).toBe(2);
@@ -55,7 +61,15 @@ describe('swf-fastmon command line', () => {
 
   it('runs the embedded default: replays the example run into a catalog and prints notifications and a summary', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-cli-'));
-    const catalog = path.join(dir, 'catalog.jsonl');
+    const catalog = path.join(dir, 'fastmon.sqlite');
+    const rowCount = () => {
+      const db = new Database(catalog, { readonly: true });
+      try {
+        return db.prepare('SELECT count(*) FROM fastmon_files').pluck().get();
+      } finally {
+        db.close();
+      }
+    };
     const args = [
       'agent',
       '--replay',
@@ -78,18 +92,66 @@ describe('swf-fastmon command line', () => {
     expect(stdout).toMatch(
       /run 100001 \(ended\): 6 STFs received, 5 sampled, 1 skipped, 0 failed; 35 TF samples registered/,
     );
-    const rows = readFileSync(catalog, 'utf8').trim().split('\n');
-    expect(rows).toHaveLength(35);
+    expect(rowCount()).toBe(35);
     // Replaying again registers nothing new: the catalog keeps tf_filename unique like swf-monitor.
     const again = await run([...args, '--catalog', catalog, '--http-port', '-1']);
     expect(again.code).toBe(0);
-    expect(readFileSync(catalog, 'utf8').trim().split('\n')).toHaveLength(35);
+    expect(rowCount()).toBe(35);
     // ... and says so: the first run's samples were new, the second's were all there already.
     expect(stdout).toMatch(/35 TF samples registered \(35 new, 0 already there; /);
     expect(again.stdout).toMatch(/35 TF samples registered \(0 new, 35 already there; /);
     // The example STFs are binary (written by gen): samples have real sizes (JSON STFs gave 4 bytes).
     const samples = notes.filter((n) => n.msg_type === 'tf_file_registered');
     for (const n of samples) expect(n.file_size_bytes as number).toBeGreaterThan(400);
+  });
+});
+
+describe('swf-fastmon catalog', () => {
+  it('shows rows per run, the newest samples, what the outbox holds and the ledger; a missing store is one line', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-cli-catalog-'));
+    const file = path.join(dir, 'fastmon.sqlite');
+    const store = await Store.acquire({ file });
+    const catalog = new CatalogRegistrar(store, silentLogger());
+    for (const n of [1, 2, 3]) {
+      await catalog.register({
+        stfFilename: 'swf.104001.000001.stf',
+        tfFilename: `swf.104001.000001_tf_00${n}.tf`,
+        tfFirst: n,
+        tfLast: n + 1,
+        tfCount: 2,
+        fileSizeBytes: 100,
+        checksum: null,
+        metadata: { run_id: '104001' },
+      });
+    }
+    const outbox = await Outbox.open(store, { maxBytes: 1 << 20 });
+    await outbox.append({
+      record: { tfFilename: 'swf.104002.000001_tf_001.tf' },
+      runId: '104002',
+      executionId: null,
+    });
+    await new Ledger(store).record('/data/swf.104001.000001.stf', {
+      size: 1,
+      mtimeMs: 2,
+      outcome: 'sampled',
+    });
+    await store.release();
+
+    const shown = await run(['catalog', '--catalog', file, '--last', '2']);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toMatch(/^ {2}104001 +1 +3 +300 /m);
+    expect(shown.stdout).toContain('last 2 samples:');
+    expect(shown.stdout).toContain('swf.104001.000001_tf_003.tf');
+    expect(shown.stdout).not.toContain('swf.104001.000001_tf_001.tf');
+    expect(shown.stdout).toMatch(/outbox: 1 entries waiting for swf-monitor/);
+    expect(shown.stdout).toMatch(/^ {2}1 +\S+ +swf\.104002\.000001_tf_001\.tf$/m);
+    expect(shown.stdout).toContain('ledger: 1 sampled');
+
+    const missing = await run(['catalog', '--catalog', path.join(dir, 'nope.sqlite')]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr.trim().split('\n')).toEqual([
+      `swf-fastmon: CONFIG_INVALID: no local store at ${path.join(dir, 'nope.sqlite')} (agent.catalog, --catalog)`,
+    ]);
   });
 });
 
@@ -190,6 +252,7 @@ describe('supervisord stop signal', () => {
       SWF_API_TOKEN: double.token,
       FASTMON_SUBSCRIPTION: `/topic/fastmon.test.quit.${randomUUID().slice(0, 8)}`,
       FASTMON_HTTP_PORT: '-1',
+      FASTMON_CATALOG: path.join(mkdtempSync(path.join(tmpdir(), 'fastmon-cli-')), 'fastmon.sqlite'),
     };
     const { proc, out, exited } = startCli(['agent'], env);
     try {
@@ -220,6 +283,7 @@ describe('start-up without swf-monitor', () => {
       FASTMON_MONITOR_RETRIES: '0',
       FASTMON_MONITOR_RETRY_DELAY_MS: '20',
       FASTMON_HTTP_PORT: '-1',
+      FASTMON_CATALOG: path.join(mkdtempSync(path.join(tmpdir(), 'fastmon-cli-')), 'fastmon.sqlite'),
     };
     const { proc, out, exited } = startCli(['agent'], env);
     try {

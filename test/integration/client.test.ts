@@ -1,10 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log/logger.js';
 import { CatalogRegistrar } from '../../src/sinks/catalog.js';
+import { Store } from '../../src/store/store.js';
 import { brokerAddress, TestPeer, uniqueTopic } from '../support/broker.js';
 import { CLI, startCli } from '../support/cli.js';
 import { startSseServer } from '../support/sse-server.js';
@@ -120,21 +121,25 @@ describe('swf-fastmon client', () => {
 
   it("pipes into jq to the end with --json (the README's `client … --json | jq .`)", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-client-jq-'));
+    // A catalog in the old JSON-lines format is replayed once and ends (a local store is followed until Ctrl+C).
     const file = path.join(dir, 'catalog.jsonl');
-    const catalog = await CatalogRegistrar.open(file, silentLogger());
-    for (let i = 1; i <= 3; i++) {
-      await catalog.register({
-        stfFilename: 'swf.111006.000001.stf',
-        tfFilename: `swf.111006.000001_tf_00${i}.tf`,
-        tfFirst: i,
-        tfLast: i,
-        tfCount: 1,
-        fileSizeBytes: 1000,
+    const rows = [1, 2, 3].map((i) =>
+      JSON.stringify({
+        kind: 'fastmon_file',
+        tf_file_id: `00000000-0000-4000-8000-00000000000${i}`,
+        stf_file: 'swf.111006.000001.stf',
+        tf_filename: `swf.111006.000001_tf_00${i}.tf`,
+        file_size_bytes: 1000,
         checksum: null,
+        status: 'registered',
         metadata: { run_id: '111006' },
-      });
-    }
-    await catalog.close();
+        tf_first: i,
+        tf_last: i,
+        tf_count: 1,
+        created_at: '2026-07-01T12:00:00.000Z',
+      }),
+    );
+    writeFileSync(file, `${rows.join('\n')}\n`);
     const shell = spawn(
       'bash',
       [
@@ -159,12 +164,13 @@ describe('swf-fastmon client', () => {
     });
   });
 
-  it('replays a local catalog and ends with the summary', async () => {
+  it('follows a local store: the rows there, then rows committed while it runs; Ctrl+C prints the summary', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-client-'));
-    const file = path.join(dir, 'catalog.jsonl');
-    const catalog = await CatalogRegistrar.open(file, silentLogger());
-    for (let i = 1; i <= 5; i++) {
-      await catalog.register({
+    const file = path.join(dir, 'fastmon.sqlite');
+    const store = await Store.acquire({ file });
+    const catalog = new CatalogRegistrar(store, silentLogger(), true);
+    const register = (i: number) =>
+      catalog.register({
         stfFilename: 'swf.111004.000001.stf',
         tfFilename: `swf.111004.000001_tf_00${i}.tf`,
         tfFirst: i,
@@ -174,13 +180,28 @@ describe('swf-fastmon client', () => {
         checksum: null,
         metadata: { run_id: '111004' },
       });
+    try {
+      for (let i = 1; i <= 5; i++) await register(i);
+      const c = start(['--catalog', file]);
+      const lines = () => c.out.stdout.split('\n').filter((l) => /_tf_00\d\.tf/.test(l));
+      await until(
+        () => lines().length === 5,
+        'the rows already there',
+        () => c.out.stdout + c.out.stderr,
+      );
+      for (let i = 6; i <= 8; i++) await register(i);
+      await until(
+        () => lines().length === 8,
+        'the rows committed later',
+        () => c.out.stdout + c.out.stderr,
+      );
+      c.proc.kill('SIGINT');
+      expect(await c.exited).toBe(0);
+      expect(c.out.stdout).toMatch(/8 TF samples received/);
+      expect(c.out.stdout).toMatch(/^\s+111004\s+\S+\s+8\s+1\s+8\.0 kB/m);
+    } finally {
+      await catalog.close();
     }
-    await catalog.close();
-    const c = start(['--catalog', file]);
-    expect(await c.exited).toBe(0);
-    expect(c.out.stdout.split('\n').filter((l) => /_tf_00\d\.tf/.test(l))).toHaveLength(5);
-    expect(c.out.stdout).toMatch(/5 TF samples received/);
-    expect(c.out.stdout).toMatch(/^\s+111004\s+\S+\s+5\s+1\s+5\.0 kB/m);
   });
 
   it("reads swf-monitor's SSE relay with --sse", async () => {

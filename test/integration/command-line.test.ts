@@ -70,8 +70,24 @@ describe('help and usage', () => {
     expectRefused(refused, 'CONFIG_INVALID', /scan: unknown option '--mode'/);
   });
 
+  it('catalog --help offers the store and --last, nothing of the broker; agent and scan take --monitor-db', async () => {
+    const catalog = await run(['catalog', '--help'], emptyDir());
+    expect(catalog.code).toBe(0);
+    expect(catalog.stdout).toMatch(/^ {2}--catalog VALUE/m);
+    expect(catalog.stdout).toMatch(/^ {2}--last N/m);
+    expect(catalog.stdout).not.toContain('--broker-host');
+    const refused = await run(['catalog', '--broker-host', 'x'], emptyDir());
+    expectRefused(refused, 'CONFIG_INVALID', /catalog: unknown option '--broker-host'/);
+    const last = await run(['catalog', '--last', '-1'], emptyDir());
+    expectRefused(last, 'CONFIG_INVALID', /catalog: --last: expected a number >= 0, got "-1"/);
+    for (const command of ['agent', 'scan', 'watch']) {
+      const r = await run([command, '--help'], emptyDir());
+      expect(r.stdout, command).toMatch(/^ {2}--monitor-db VALUE/m);
+    }
+  });
+
   it('-h is help in every command, the client included', async () => {
-    for (const command of ['agent', 'scan', 'watch', 'gen', 'client']) {
+    for (const command of ['agent', 'scan', 'watch', 'gen', 'client', 'catalog']) {
       const r = await run([command, '-h'], emptyDir());
       expect(r.code, `${command}: ${r.stderr}`).toBe(0);
       expect(r.stdout).toMatch(new RegExp(`^Usage: swf-fastmon ${command} `));

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log/logger.js';
 import { CatalogRegistrar } from '../../src/sinks/catalog.js';
+import { Store } from '../../src/store/store.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const DRIVER = path.join(ROOT, 'test/support/dashboard-driver.mjs');
@@ -138,7 +139,7 @@ describe('client dashboard in a terminal (tmux)', () => {
     if (!tmuxPath)
       throw new Error('tmux is not installed: `apt-get install -y tmux` (CI: test/setup/tools.sh).');
     const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-start-'));
-    const catalog = path.join(dir, 'catalog.jsonl');
+    const catalog = path.join(dir, 'fastmon.sqlite');
     const cli = path.join(ROOT, 'dist/src/cli.js');
     const command = `cd ${JSON.stringify(ROOT)} && for i in 1 2; do ${JSON.stringify(process.execPath)} ${JSON.stringify(cli)} agent --replay examples/run-100001/messages.jsonl --data-root examples/run-100001 --catalog ${JSON.stringify(catalog)} --http-port -1; done; echo START-DONE; sleep 30`;
     tmux('new-session', '-d', '-s', 'start', '-x', '200', '-y', '50', command);
@@ -169,12 +170,12 @@ describe('client dashboard in a terminal (tmux)', () => {
     expect(totals[1]).toContain('35 TF samples registered (0 new, 35 already there;');
   });
 
-  it('is what `swf-fastmon client --dashboard` shows: a catalog replayed into the per-run table, until q', async () => {
+  it('is what `swf-fastmon client --dashboard` shows: a local store followed into the per-run table, until q', async () => {
     if (!tmuxPath)
       throw new Error('tmux is not installed: `apt-get install -y tmux` (CI: test/setup/tools.sh).');
     const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-dash-cli-'));
-    const file = path.join(dir, 'catalog.jsonl');
-    const catalog = await CatalogRegistrar.open(file, silentLogger());
+    const file = path.join(dir, 'fastmon.sqlite');
+    const catalog = new CatalogRegistrar(await Store.acquire({ file }), silentLogger(), true);
     for (let i = 1; i <= 12; i++) {
       await catalog.register({
         stfFilename: `swf.300001.00000${1 + (i % 3)}.stf`,

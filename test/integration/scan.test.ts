@@ -2,7 +2,9 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { databaseFile } from '../../src/store/paths.js';
 import { writeStf } from '../../workers/stf-writer.js';
 import { type Started, startCli } from '../support/cli.js';
 import { type MonitorDouble, startMonitorDouble } from '../support/monitor-double.js';
@@ -57,12 +59,31 @@ async function stf(dir: string, run: number, seq: number): Promise<string> {
   return file;
 }
 
+/**
+ * The store's StfFile and FastMonFile rows, tagged with `kind`. A `--catalog` name ending in .jsonl
+ * (an old command line, kept working) means the .sqlite file beside it.
+ */
 function catalogRows(file: string): Record<string, unknown>[] {
-  return readFileSync(file, 'utf8')
-    .trim()
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const db = new Database(databaseFile(file), { readonly: true, fileMustExist: true });
+  try {
+    const stfs = db
+      .prepare(
+        `SELECT 'stf_file' AS kind, s.stf_filename, r.run_number, s.tf_count, s.file_size_bytes
+         FROM stf_files s LEFT JOIN runs r USING (run_id) ORDER BY s.rowid`,
+      )
+      .all() as Record<string, unknown>[];
+    const samples = db
+      .prepare(
+        `SELECT 'fastmon_file' AS kind, f.tf_file_id, f.tf_filename, s.stf_filename AS stf_file, f.tf_first,
+           f.tf_last, f.tf_count, f.metadata
+         FROM fastmon_files f JOIN stf_files s ON s.file_id = f.stf_file_id ORDER BY f.rowid`,
+      )
+      .all() as Record<string, unknown>[];
+    for (const row of samples) row.metadata = JSON.parse(String(row.metadata));
+    return [...stfs, ...samples];
+  } finally {
+    db.close();
+  }
 }
 
 async function until(
@@ -228,6 +249,60 @@ describe('a 100,000-file tree', () => {
     expect(second.stdout).toMatch(/files: 100000 seen, 0 sampled, .* 100000 handled before/);
     expect(catalogRows(catalog)).toHaveLength(200_000);
   }, 600_000);
+});
+
+describe('swf-fastmon scan killed with SIGKILL', () => {
+  it('restarts without a sample lost or doubled: every one announced before the kill keeps its row and id', async () => {
+    const top = temp();
+    const tree = path.join(top, 'tree');
+    const names: string[] = [];
+    for (let d = 0; d < 4; d++) {
+      mkdirSync(path.join(tree, `d${d}`), { recursive: true });
+      for (let i = 0; i < 1000; i++) {
+        const name = `swf.107100.${String(d * 1000 + i).padStart(6, '0')}.stf`;
+        names.push(name);
+        writeFileSync(path.join(tree, `d${d}`, name), '{"run_id": 107100}');
+      }
+    }
+    const catalog = path.join(top, 'fastmon.sqlite');
+    const args = ['scan', '--recursive', '--tf-files-per-stf', '3', '--catalog', catalog, tree];
+    const announced = (stdout: string) =>
+      stdout
+        .split('\n')
+        .filter((l) => l.includes('"tf_file_registered"'))
+        .map((l) => JSON.parse(l) as { tf_filename: string; tf_file_id: string });
+    const first = start(args, {}, top);
+    await until(
+      () => announced(first.out.stdout).length >= 1500,
+      'samples announced before the kill',
+      () => first.out.stderr,
+      60_000,
+    );
+    first.proc.kill('SIGKILL');
+    await first.exited;
+    const beforeKill = announced(first.out.stdout);
+    const rowsAtKill = catalogRows(catalog).filter((r) => r.kind === 'fastmon_file').length;
+    expect(rowsAtKill).toBeLessThan(12_000);
+
+    const second = await runCli(args, {}, top);
+    expect(second.code, second.stderr.slice(-2000)).toBe(0);
+    expect(second.stdout).toMatch(/files: 4000 seen, \d+ sampled, .* \d+ handled before/);
+    const rows = catalogRows(catalog);
+    const samples = rows.filter((r) => r.kind === 'fastmon_file');
+    expect(samples).toHaveLength(12_000);
+    expect(new Set(samples.map((r) => r.tf_filename)).size).toBe(12_000);
+    const perStf = new Map<string, number>();
+    for (const r of samples) perStf.set(String(r.stf_file), (perStf.get(String(r.stf_file)) ?? 0) + 1);
+    expect([...perStf.keys()].sort()).toEqual(names.sort());
+    expect([...perStf.values()].every((n) => n === 3)).toBe(true);
+    const idOf = new Map(samples.map((r) => [r.tf_filename, r.tf_file_id]));
+    const changed = beforeKill.filter((n) => idOf.get(n.tf_filename) !== n.tf_file_id);
+    expect(changed).toEqual([]);
+    const db = new Database(catalog, { readonly: true });
+    expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+    expect(db.prepare('SELECT count(*) FROM ledger').pluck().get()).toBe(4000);
+    db.close();
+  }, 180_000);
 });
 
 describe('swf-fastmon watch', () => {

@@ -34,6 +34,15 @@ MARK_BEGIN='<!-- fastmon-test: begin (added by swf-fastmon test/setup/activemq.s
 MARK_END='<!-- fastmon-test: end -->'
 
 say() { printf 'activemq.sh: %s\n' "$*"; }
+# Closes every descriptor above stderr in the current (sub)shell.
+close_inherited_fds() {
+  local fd
+  for fd in /proc/$BASHPID/fd/*; do
+    fd=${fd##*/}
+    if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+  done
+}
+
 die() { printf 'activemq.sh: ERROR: %s\n' "$*" >&2; exit 1; }
 
 # True when host:port answers a STOMP 1.1/1.2 CONNECT with CONNECTED (bash /dev/tcp + coreutils only).
@@ -201,8 +210,10 @@ start_broker() {
     -jar "$AMQ_HOME/bin/activemq.jar" start "xbean:file:$ENABLED/activemq.xml"
   )
   # setsid + nohup: own session, no controlling terminal, survives this script and the CI step.
-  # 9>&-: the broker must not inherit (and so hold forever) this script's lock.
-  (cd "$BASE" && exec 9>&- && exec setsid nohup setpriv --reuid="$RUN_USER" --regid="$RUN_USER" --init-groups \
+  # No inherited descriptor but stdio: the broker must not hold this script's lock (fd 9), nor the
+  # lock of whoever ran this script (`flock /tmp/fastmon-suite.lock npm test` passes its lock on to
+  # pretest's children: a broker started there held the suite lock for as long as it ran).
+  (cd "$BASE" && close_inherited_fds && exec setsid nohup setpriv --reuid="$RUN_USER" --regid="$RUN_USER" --init-groups \
     "$JAVA" "${jvm[@]}" </dev/null >>"$LOG" 2>&1) &
   say "started the broker (pid $!, user $RUN_USER, log $LOG); waiting for STOMP on $STOMP_HOST:$STOMP_PORT ..."
 }

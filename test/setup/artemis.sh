@@ -55,6 +55,15 @@ MARK_BEGIN='<!-- fastmon-test: begin (added by swf-fastmon test/setup/artemis.sh
 MARK_END='<!-- fastmon-test: end -->'
 
 say() { printf 'artemis.sh: %s\n' "$*"; }
+# Closes every descriptor above stderr in the current (sub)shell.
+close_inherited_fds() {
+  local fd
+  for fd in /proc/$BASHPID/fd/*; do
+    fd=${fd##*/}
+    if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+  done
+}
+
 die() { printf 'artemis.sh: ERROR: %s\n' "$*" >&2; exit 1; }
 
 # True when host:port answers a STOMP 1.1/1.2 CONNECT with CONNECTED (bash /dev/tcp + coreutils only).
@@ -212,8 +221,10 @@ start_broker() {
   [[ -f $CONSOLE_LOG && $(stat -c %s "$CONSOLE_LOG") -gt 10000000 ]] && mv -f "$CONSOLE_LOG" "$CONSOLE_LOG.1"
   printf '===== %s: starting ActiveMQ Artemis (instance %s) =====\n' "$(date -Is)" "$INSTANCE" >>"$CONSOLE_LOG"
   # setsid + nohup: own session, no controlling terminal, survives this script and the CI step.
-  # 9>&-: the broker must not inherit (and so hold forever) this script's lock.
-  (cd "$INSTANCE" && exec 9>&- && JAVA_HOME=$(dirname "$(dirname "$(readlink -f "$JAVA")")") exec setsid nohup \
+  # No inherited descriptor but stdio: the broker must not hold this script's lock (fd 9), nor the
+  # lock of whoever ran this script (`flock /tmp/fastmon-suite.lock npm test` passes its lock on to
+  # pretest's children: a broker started there held the suite lock for as long as it ran).
+  (cd "$INSTANCE" && close_inherited_fds && JAVA_HOME=$(dirname "$(dirname "$(readlink -f "$JAVA")")") exec setsid nohup \
     "$INSTANCE/bin/artemis" run </dev/null >>"$CONSOLE_LOG" 2>&1) &
   LAUNCHER=$!
   say "started the broker (pid $!, log $LOG); waiting for STOMP on $STOMP_HOST:$STOMP_PORT ..."

@@ -6,6 +6,7 @@ import { connect as tlsConnect } from 'node:tls';
 // The empty type import lets TypeScript (NodeNext) resolve 'vitest' for the augmentation below.
 import type {} from 'vitest';
 import type { TestProject } from 'vitest/node';
+import { providePostgres } from './postgres-probe.js';
 
 /** The two brokers the tests run against: ActiveMQ Artemis (the testbed's) and ActiveMQ Classic. */
 export type BrokerKind = 'artemis' | 'classic';
@@ -136,6 +137,7 @@ export default async function setup({ provide }: TestProject): Promise<void> {
   provide('stompStyle', kind === 'artemis' && port === BROKERS.artemis.port ? 'literal' : 'prefixed');
   provide('stompOtherStylePort', 0);
   process.stderr.write(`Test broker: ${broker.name} (FASTMON_TEST_BROKER=${kind}), STOMP ${host}:${port}\n`);
+  await providePostgres(provide); // test/setup/postgres.sh's cluster (issue 14)
 
   const failure = await probeStomp(() => new Socket().connect(port, host), 'connect');
   if (failure !== null) {

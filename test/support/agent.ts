@@ -10,6 +10,7 @@ import { parseCommandLine } from '../../src/cli/options.js';
 import { type Config, loadConfig } from '../../src/config/load.js';
 import type { Logger } from '../../src/log/logger.js';
 import type { MonitorLogShipper } from '../../src/log/monitor-logs.js';
+import type { FrameFilterLimits } from '../../src/messaging/frame-filter.js';
 import { brokerAddress } from './broker.js';
 import { type CapturedLogs, captureLogs } from './logs.js';
 import type { MonitorDouble } from './monitor-double.js';
@@ -35,6 +36,8 @@ export interface TestAgentOptions {
   logger?: Logger;
   logShipper?: MonitorLogShipper;
   metricsPort?: boolean;
+  /** Lower inbound frame limits, to reach them through a broker that refuses larger frames. */
+  frameLimits?: FrameFilterLimits;
 }
 
 export async function startTestAgent(options: TestAgentOptions = {}): Promise<TestAgent> {
@@ -44,6 +47,8 @@ export async function startTestAgent(options: TestAgentOptions = {}): Promise<Te
     FASTMON_HEARTBEAT_INTERVAL_S: '60',
     FASTMON_MONITOR_RETRY_DELAY_MS: '20',
     FASTMON_RECONNECT_MAX_MS: '2000',
+    // Each test agent its own local store (the outbox lives there); FASTMON_OUTBOX names only an old file to import.
+    FASTMON_CATALOG: path.join(tmpdir(), `fastmon-test-store-${randomUUID()}.sqlite`),
     FASTMON_OUTBOX: path.join(tmpdir(), `fastmon-test-outbox-${randomUUID()}.jsonl`),
     // A test-only account of the Artemis test broker (Classic's accepts any login): a distinctive
     // password, so that the secret scan can tell it never reached a log.
@@ -77,6 +82,7 @@ export async function startTestAgent(options: TestAgentOptions = {}): Promise<Te
     consume: options.consume,
     logShipper: options.logShipper,
     metricsPort: options.metricsPort,
+    frameLimits: options.frameLimits,
   });
   await agent.start();
   return { agent, config, logs, stdout, stop: () => agent.stop('test finished') };

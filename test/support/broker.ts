@@ -54,6 +54,10 @@ export class TestPeer {
             'accept-version': '1.1,1.2',
             'heart-beat': '0,0',
           },
+          // The peer sees everything the tests send the agent (a 100 KB header, 5,000 headers):
+          // stompit's defaults (1,024-byte lines, 64 headers) would drop its connection.
+          maxLineLength: 4 * 1024 * 1024,
+          maxHeaders: 100_000,
         },
         (err, c) => (err ? reject(err) : resolve(c)),
       );

@@ -1,12 +1,16 @@
-// The client's catalog source: replays a local catalog's FastMonFile rows as tf_file_registered messages.
+// The client's catalog source: follows a local store, or replays an old JSON-lines catalog file.
 
-import { createReadStream, type ReadStream } from 'node:fs';
+import { closeSync, createReadStream, existsSync, openSync, type ReadStream, readSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
 import { FastmonError, messageOf } from '../../errors.js';
 import type { Logger } from '../../log/logger.js';
-import type { CatalogLine } from '../../sinks/catalog.js';
+import type { FastMonFileRow } from '../../monitor/client.js';
+import { databaseFile } from '../../store/paths.js';
 import { type ClientMessage, parseObject, type Source, type SourceStatus, safeDeliver } from './source.js';
+import { catalogRowMessage, storeSource } from './store.js';
+
+export { catalogRowMessage } from './store.js';
 
 export interface CatalogSourceOptions {
   file: string;
@@ -14,28 +18,27 @@ export interface CatalogSourceOptions {
 }
 
 /**
- * The message a row stands for, shaped like the agent's live broadcast (codec.tfFileRegistered):
- * the catalog keeps run and agent in `metadata`, and `run_id` goes out as a string as on the wire.
+ * A local store (a SQLite file; for a `.jsonl` name, the `.sqlite` file beside it once it exists) is
+ * followed live; a file of the old JSON-lines format is replayed once.
  */
-export function catalogRowMessage(row: CatalogLine): ClientMessage {
-  const metadata = row.metadata ?? {};
-  const runId = metadata.run_id;
-  const message: ClientMessage = {
-    msg_type: 'tf_file_registered',
-    processed_by: metadata.processed_by ?? null,
-    run_id: typeof runId === 'number' ? String(runId) : (runId ?? null),
-    stf_filename: row.stf_file,
-    tf_file_id: row.tf_file_id,
-    tf_filename: row.tf_filename,
-    tf_first: row.tf_first,
-    tf_last: row.tf_last,
-    tf_count: row.tf_count,
-    file_size_bytes: row.file_size_bytes,
-    status: row.status,
-    timestamp: row.created_at ?? null,
-  };
-  if (row.checksum) message.checksum = row.checksum;
-  return message;
+export function catalogSource(o: CatalogSourceOptions): Source {
+  const database = databaseFile(o.file);
+  if (isSqlite(database)) return storeSource({ file: database, logger: o.logger });
+  return jsonlSource(o);
+}
+
+function isSqlite(file: string): boolean {
+  if (!existsSync(file)) return false;
+  const header = Buffer.alloc(16);
+  let fd: number | null = null;
+  try {
+    fd = openSync(file, 'r');
+    return readSync(fd, header, 0, 16, 0) === 16 && header.toString('latin1') === 'SQLite format 3\0';
+  } catch {
+    return false;
+  } finally {
+    if (fd !== null) closeSync(fd);
+  }
 }
 
 /**
@@ -43,7 +46,7 @@ export function catalogRowMessage(row: CatalogLine): ClientMessage {
  * in file order. `stf_file` lines and unreadable lines (a torn last line) are skipped. close()
  * ends a replay early and resolves `finished`, so nobody waits on a replay that was cancelled.
  */
-export function catalogSource(o: CatalogSourceOptions): Source {
+function jsonlSource(o: CatalogSourceOptions): Source {
   const file = path.resolve(o.file);
   const logger = o.logger.child({ source: 'catalog', catalog: file });
   let state: SourceStatus = 'disconnected';
@@ -70,7 +73,7 @@ export function catalogSource(o: CatalogSourceOptions): Source {
         continue;
       }
       if (row.kind !== 'fastmon_file' || typeof row.tf_filename !== 'string') continue;
-      safeDeliver(onMessage, catalogRowMessage(row as unknown as CatalogLine), logger);
+      safeDeliver(onMessage, catalogRowMessage(row as unknown as FastMonFileRow), logger);
       delivered++;
     }
   };

@@ -1,0 +1,124 @@
+// Group commit: items from every caller queue up and are written together, one batch per statement.
+
+/** What the writer says about one item of a batch: its value, or why this item alone failed. */
+export type ItemResult<O> = { ok: true; value: O } | { ok: false; error: unknown };
+
+export interface GroupCommitOptions<I, O> {
+  /** Writes a batch; returns one result per item, in order. A throw fails every item of the batch. */
+  write: (items: I[]) => Promise<ItemResult<O>[]>;
+  /** A batch is written as soon as it holds this many items. */
+  maxItems: number;
+  /** ...or this long after its first item arrived (ms), whichever comes first; 0: in the next turn of the event loop. */
+  maxDelayMs: number;
+  /** Batches being written at once; more wait (their items keep joining the queue meanwhile). */
+  concurrency: number;
+}
+
+interface Timer {
+  cancel(): void;
+}
+
+interface Pending<I, O> {
+  item: I;
+  resolve: (value: O) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Throughput comes from amortising a commit over many rows, latency from not waiting for a full
+ * batch: a batch leaves when it is full or when its first item has waited `maxDelayMs` (a few ms,
+ * enough for the samples of one STF, registered in the same turn of the event loop, to travel
+ * together). While every writer is busy the queue grows, and what gathered leaves as soon as a
+ * writer is free: batches get bigger exactly when the load is high.
+ */
+export class GroupCommit<I, O> {
+  private queue: Pending<I, O>[] = [];
+  private timer: Timer | null = null;
+  private writing = 0;
+  private readonly idle: Array<() => void> = [];
+  private batchCount = 0;
+  private itemCount = 0;
+
+  constructor(private readonly options: GroupCommitOptions<I, O>) {
+    if (!(options.maxItems >= 1) || !(options.concurrency >= 1) || !(options.maxDelayMs >= 0)) {
+      throw new RangeError('GroupCommit: maxItems and concurrency must be >= 1, maxDelayMs >= 0');
+    }
+  }
+
+  /** Resolves when the batch holding the item has been written (committed). */
+  add(item: I): Promise<O> {
+    return new Promise<O>((resolve, reject) => {
+      this.queue.push({ item, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  /** Batches written and items in them, since construction (for metrics and the bench). */
+  get stats(): { batches: number; items: number } {
+    return { batches: this.batchCount, items: this.itemCount };
+  }
+
+  /** Writes what is queued and resolves once nothing is queued or being written. */
+  async drain(): Promise<void> {
+    while (this.queue.length > 0 || this.writing > 0) {
+      this.flushNow();
+      await new Promise<void>((resolve) => this.idle.push(resolve));
+    }
+  }
+
+  private schedule(): void {
+    if (this.queue.length >= this.options.maxItems) this.flushNow();
+    else this.timer ??= this.later();
+  }
+
+  /** maxDelayMs 0: the next turn of the event loop (what was added in this one travels together). */
+  private later(): Timer {
+    const flush = () => this.flushNow();
+    if (this.options.maxDelayMs > 0) {
+      const t = setTimeout(flush, this.options.maxDelayMs);
+      return { cancel: () => clearTimeout(t) };
+    }
+    const i = setImmediate(flush);
+    return { cancel: () => clearImmediate(i) };
+  }
+
+  private flushNow(): void {
+    if (this.timer) {
+      this.timer.cancel();
+      this.timer = null;
+    }
+    while (this.queue.length > 0 && this.writing < this.options.concurrency) {
+      const batch = this.queue.splice(0, this.options.maxItems);
+      this.writing++;
+      void this.write(batch).finally(() => {
+        this.writing--;
+        // Items that queued while every writer was busy have waited a commit already: they go now,
+        // unless their own delay is still running (then they gather a little more).
+        if (this.queue.length > 0 && (this.timer === null || this.queue.length >= this.options.maxItems)) {
+          this.flushNow();
+        } else if (this.queue.length === 0 && this.writing === 0) {
+          for (const wake of this.idle.splice(0)) wake();
+        }
+      });
+    }
+    if (this.queue.length === 0 && this.writing === 0) for (const wake of this.idle.splice(0)) wake();
+  }
+
+  private async write(batch: Pending<I, O>[]): Promise<void> {
+    this.batchCount++;
+    this.itemCount += batch.length;
+    let results: ItemResult<O>[];
+    try {
+      results = await this.options.write(batch.map((p) => p.item));
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    batch.forEach((p, i) => {
+      const r = results[i];
+      if (!r) p.reject(new Error('group commit: the writer returned fewer results than items'));
+      else if (r.ok) p.resolve(r.value);
+      else p.reject(r.error);
+    });
+  }
+}

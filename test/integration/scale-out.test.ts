@@ -1,0 +1,284 @@
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type StompitClient, stompit } from '../../src/messaging/stompit.js';
+import { brokerAddress, brokerKind, TestPeer, uniqueTopic } from '../support/broker.js';
+import { type Started, startCli } from '../support/cli.js';
+import { type MonitorDouble, startMonitorDouble } from '../support/monitor-double.js';
+
+const RUN = '108700';
+const STFS = 3000;
+const SAMPLES = STFS * 7;
+const ARTEMIS_CLI = process.env.FASTMON_TEST_ARTEMIS_CLI || '/opt/apache-artemis-2.40.0/bin/artemis';
+const ARTEMIS_CORE_URL = process.env.FASTMON_TEST_ARTEMIS_CORE_URL || 'tcp://127.0.0.1:61716';
+
+let double: MonitorDouble;
+let peer: TestPeer;
+const agents: Started[] = [];
+
+/** A queue's counters as Artemis' own CLI reports them (through the core acceptor), by column title. */
+async function artemisQueueStat(queue: string): Promise<Record<string, number>> {
+  const { stdout } = await promisify(execFile)(
+    ARTEMIS_CLI,
+    [
+      'queue',
+      'stat',
+      '--url',
+      ARTEMIS_CORE_URL,
+      '--user',
+      'admin',
+      '--password',
+      'admin',
+      '--queueName',
+      queue,
+    ],
+    { env: { ...process.env, JAVA_ARGS: '-Xmx128m' }, timeout: 60_000 },
+  );
+  // A table whose titles take two lines (|NAME |ADDRESS |CONSUMER| MESSAGE| ... / | | | COUNT | COUNT | ...).
+  const lines = stdout.split('\n').filter((l) => l.startsWith('|'));
+  const cells = (l: string) => l.split('|').map((c) => c.trim());
+  const [top, bottom] = [cells(lines[0] ?? ''), cells(lines[1] ?? '')];
+  const row = lines.map(cells).find((c) => c[1] === queue);
+  if (top[1] !== 'NAME' || !row) throw new Error(`queue ${queue} not in the broker's queue stat:\n${stdout}`);
+  const stat: Record<string, number> = {};
+  top.forEach((title, i) => {
+    if (i > 2) stat[`${title} ${bottom[i] ?? ''}`.trim()] = Number(row[i]);
+  });
+  return stat;
+}
+
+/** The environment of an agent process on a shared queue of this test's broker and monitor double. */
+function agentEnv(
+  subscription: string,
+  broadcast: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  const { host, port } = brokerAddress();
+  return {
+    ACTIVEMQ_HOST: host,
+    ACTIVEMQ_PORT: String(port),
+    ACTIVEMQ_USER: 'admin',
+    ACTIVEMQ_PASSWORD: 'admin',
+    SWF_MONITOR_URL: double.url,
+    SWF_API_TOKEN: double.token,
+    SWF_LOG_LEVEL: 'WARNING',
+    FASTMON_SUBSCRIPTION: subscription,
+    FASTMON_BROADCAST: broadcast,
+    FASTMON_HTTP_PORT: '-1',
+    FASTMON_INLINE: '1',
+    FASTMON_SUMMARY_INTERVAL_S: '0',
+    FASTMON_OUTBOX: path.join(tmpdir(), `fastmon-scale-${randomUUID()}.jsonl`),
+    ...extra,
+  };
+}
+
+/** Classic: the messages in a queue, by a STOMP browser (`browser: true`), which takes nothing. */
+async function classicQueueDepth(queue: string): Promise<number> {
+  const { host, port } = brokerAddress();
+  const client = await new Promise<StompitClient>((resolve, reject) =>
+    stompit.connect(
+      {
+        host,
+        port,
+        connectHeaders: { host: '/', login: 'admin', passcode: 'admin', 'accept-version': '1.2' },
+      },
+      (err, c) => (err ? reject(err) : resolve(c)),
+    ),
+  );
+  let count = 0;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no end of browse of ${queue} within 30 s`)), 30_000);
+    client.subscribe({ destination: queue, ack: 'auto', browser: 'true' }, (err, message) => {
+      if (err) return;
+      if (message.headers.browser === 'end') {
+        clearTimeout(timer);
+        resolve();
+      } else count++;
+      message.readString('utf-8', () => {});
+    });
+  });
+  client.disconnect();
+  return count;
+}
+
+function name(seq: number): string {
+  return `swf.${RUN}.${String(seq).padStart(6, '0')}.stf`;
+}
+
+async function until(
+  what: string,
+  check: () => boolean,
+  timeoutMs: number,
+  detail = () => '',
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}. ${detail()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+beforeAll(async () => {
+  double = await startMonitorDouble();
+  peer = await TestPeer.connect();
+});
+afterAll(async () => {
+  for (const a of agents) a.proc.kill('SIGKILL');
+  await peer.close();
+  await double.close();
+});
+
+describe('scale-out by competing consumers', () => {
+  it('three agents share one queue (Artemis /topic/…::<queue>, Classic /queue/Consumer.<queue>.VirtualTopic.…); one is SIGKILLed mid-stream and every sample still ends once in swf-monitor', async () => {
+    const artemis = brokerKind() === 'artemis';
+    for (let seq = 1; seq <= STFS; seq++)
+      double.addStfFile({ stf_filename: name(seq), run_number: Number(RUN) });
+    const queueName = `fastmon-${randomUUID().slice(0, 8)}`;
+    // Artemis: a fully qualified queue name. Classic: a virtual topic, which Classic applies to topics
+    // named VirtualTopic.* without configuration (for epictopic it needs activemq.xml, docs/scaling-out.md).
+    const topic = artemis
+      ? uniqueTopic('scale')
+      : `/topic/VirtualTopic.fastmon-scale-${randomUUID().slice(0, 8)}`;
+    const subscription = artemis
+      ? `${topic}::${queueName}`
+      : `/queue/Consumer.${queueName}.${topic.slice('/topic/'.length)}`;
+    // Broadcasts go to the topic itself, as on the testbed (epictopic): they must not pile up in the queue.
+    const seen = await peer.collect(topic);
+    for (let i = 0; i < 3; i++) agents.push(startCli(['agent'], agentEnv(subscription, topic)));
+    // An agent heartbeats once it is started, and started means its subscriptions are confirmed.
+    const started = () =>
+      new Set(double.heartbeats.map((h) => (h.body as { instance_name: string }).instance_name));
+    await until(
+      'three agents started',
+      () => started().size === 3,
+      60_000,
+      () => agents.map((a) => a.out.stderr).join('\n'),
+    );
+
+    const lifecycle = (msgType: string) => ({ msg_type: msgType, run_id: RUN, execution_id: 'scale-exec' });
+    await peer.publish(topic, { ...lifecycle('run_imminent'), state: 'beam', substate: 'not_ready' });
+    await peer.publish(topic, { ...lifecycle('start_run'), state: 'run', substate: 'physics' });
+    double.delay(2); // a little latency, so the stream lasts long enough to lose an agent in the middle
+    const publishing = (async () => {
+      for (let from = 1; from <= STFS; from += 250) {
+        await Promise.all(
+          Array.from({ length: Math.min(250, STFS - from + 1) }, (_, i) =>
+            peer.publish(topic, { msg_type: 'stf_ready', filename: name(from + i), run_id: RUN }),
+          ),
+        );
+      }
+    })();
+    const registered = () => seen.bodies('tf_file_registered');
+    await until('a fifth of the samples', () => registered().length >= SAMPLES / 5, 120_000);
+    const victim = agents[0] as Started;
+    victim.proc.kill('SIGKILL');
+    const rowsAtKill = double.fastmonFiles.length;
+    await publishing;
+
+    const notified = () => new Set(registered().map((n) => n.tf_filename));
+    await until(
+      'every sample registered and notified',
+      () => double.fastmonFiles.length === SAMPLES && notified().size === SAMPLES,
+      240_000,
+      () => `${double.fastmonFiles.length} rows, ${notified().size} notified`,
+    );
+    expect(rowsAtKill).toBeLessThan(SAMPLES);
+    expect(new Set(double.fastmonFiles.map((r) => r.tf_filename)).size).toBe(SAMPLES);
+
+    await peer.publish(topic, lifecycle('end_run'));
+    const names = [...started()];
+    const byAgent = new Map<string, number>();
+    for (const n of registered())
+      byAgent.set(String(n.processed_by), (byAgent.get(String(n.processed_by)) ?? 0) + 1);
+    const statuses = () => seen.bodies('fastmon_status');
+    await until(
+      'a fastmon_status from each surviving agent',
+      () => new Set(statuses().map((s) => s.processed_by)).size >= 2,
+      30_000,
+    );
+    const survivors = names.filter((n) => statuses().some((s) => s.processed_by === n));
+    expect(survivors).toHaveLength(2);
+    for (const survivor of survivors) {
+      // A real share: more than a tenth of the samples each.
+      expect(byAgent.get(survivor) ?? 0).toBeGreaterThan(SAMPLES / 10);
+      const status = statuses().find((s) => s.processed_by === survivor) as Record<string, unknown>;
+      expect(status).toMatchObject({ run_id: RUN, status: 'completed' });
+    }
+
+    // The queue drains: its tail (the agents' last broadcasts, the end_run) is taken unread.
+    const depth = async () => {
+      if (!artemis) return classicQueueDepth(subscription);
+      const stat = await artemisQueueStat(queueName);
+      return (stat['MESSAGE COUNT'] ?? -1) + (stat['DELIVERING COUNT'] ?? -1);
+    };
+    let left = await depth();
+    for (const deadline = Date.now() + 60_000; left !== 0 && Date.now() < deadline; left = await depth())
+      await new Promise((r) => setTimeout(r, 500));
+    expect(left).toBe(0);
+
+    for (const a of agents.slice(1)) a.proc.kill('SIGTERM');
+    expect(await Promise.all(agents.slice(1).map((a) => a.exited))).toEqual([0, 0]);
+    if (artemis) {
+      const stat = await artemisQueueStat(queueName);
+      expect(stat).toMatchObject({ 'MESSAGE COUNT': 0, 'DELIVERING COUNT': 0 });
+      // Everything that went in was acknowledged: the stf_ready and the agents' own broadcasts.
+      expect(stat['MESSAGES ACKED']).toBe(stat['MESSAGES ADDED']);
+      expect(stat['MESSAGES ADDED']).toBeGreaterThan(STFS + SAMPLES);
+    } else {
+      expect(await classicQueueDepth(subscription)).toBe(0);
+    }
+  }, 480_000);
+
+  // Artemis-specific: the redelivery limit is Artemis' (Classic does not count lost connections).
+  it.runIf(brokerKind() === 'artemis')(
+    'on Artemis, an stf_ready held by eleven agents in turn, each SIGKILLed, is still sampled: the redelivery limit (10) never dead-letters it',
+    async () => {
+      double.reset();
+      double.addStfFile({ stf_filename: name(1), run_number: Number(RUN) });
+      const topic = uniqueTopic('redeliver');
+      const queue = `${topic}::fastmon-${randomUUID().slice(0, 8)}`;
+      const seen = await peer.collect(topic);
+      // swf-monitor never answers: every agent holds the message, unacknowledged, until it is killed.
+      double.hang({ path: '/fastmon-files/', method: 'POST' });
+      const posts = () =>
+        double.requests.filter((r) => r.method === 'POST' && r.path.includes('/fastmon-files/')).length;
+      let logs = '';
+      for (let crash = 0; crash < 11; crash++) {
+        const before = posts();
+        const a = startCli(['agent'], agentEnv(queue, topic, { SWF_LOG_LEVEL: 'INFO' }));
+        agents.push(a);
+        if (crash === 0) {
+          await until(
+            'the first agent subscribed',
+            () => a.out.stderr.includes('"msg":"subscribed"') && double.heartbeats.length > 0,
+            60_000,
+            () => a.out.stderr,
+          );
+          await new Promise((r) => setTimeout(r, 500));
+          await peer.publish(topic, { msg_type: 'stf_ready', filename: name(1), run_id: RUN });
+        }
+        await until(
+          `agent ${crash + 1} working on the STF`,
+          () => posts() > before,
+          60_000,
+          () => a.out.stderr.slice(-2000),
+        );
+        a.proc.kill('SIGKILL');
+        await a.exited;
+        logs += a.out.stderr;
+      }
+      expect(logs.match(/put back on its queue as a new one/g)?.length).toBe(10);
+      double.clearFaults();
+      const last = startCli(['agent'], agentEnv(queue, topic));
+      agents.push(last);
+      await seen.waitFor((c) => c.bodies('tf_file_registered').length === 7, 60_000, 'the samples');
+      expect(new Set(double.fastmonFiles.map((r) => r.tf_filename)).size).toBe(7);
+      last.proc.kill('SIGTERM');
+      expect(await last.exited).toBe(0);
+    },
+    300_000,
+  );
+});
