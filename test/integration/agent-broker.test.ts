@@ -44,7 +44,7 @@ function stfName(seq: number): string {
   return `swf.${RUN}.${String(seq).padStart(6, '0')}.stf`;
 }
 
-/** The example data agent's per-file stf_ready (contract §1.6): size and checksum null. */
+/** The example data agent's per-file stf_ready (docs/testbed-interface.md, "stf_ready"): size and checksum null. */
 function stfReady(seq: number, extra: Record<string, unknown> = {}) {
   return {
     msg_type: 'stf_ready',
