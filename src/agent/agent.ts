@@ -205,6 +205,8 @@ export class Agent {
       // Refused (tables changed, wrong password) or stopped: close what start() opened so far.
       await this.ops?.close();
       await this.monitor?.http.close();
+      await this.store?.release();
+      this.store = null;
       throw err;
     });
     this.options.logShipper?.bind(this.name, (result, n) => this.metrics.logRecords.inc({ result }, n));
