@@ -10,7 +10,7 @@ import { clientCommand } from './cli/client-command.js';
 import { genCommand } from './cli/gen-command.js';
 import { configMarkdown, writeConfigTable } from './cli/help.js';
 import { scanCommand, watchCommand } from './cli/scan-command.js';
-import { FastmonError } from './errors.js';
+import { FastmonError, USAGE_CODES } from './errors.js';
 import { redactText } from './log/redact.js';
 import { letYoungGenerationGrow } from './ops/young-generation.js';
 
@@ -68,7 +68,12 @@ async function main(argv: readonly string[]): Promise<number> {
   // Every module is loaded by now (static imports): the young generation may grow from here on.
   letYoungGenerationGrow();
   const [name, ...rest] = argv;
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+  if (name === undefined) {
+    // No command is a mistake (a script that lost its argument): usage on stderr, exit 2.
+    process.stderr.write(help());
+    return 2;
+  }
+  if (name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(help());
     return 0;
   }
@@ -77,7 +82,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   if (name === 'config-table') {
-    // Maintainers' tool: prints the README's configuration table, or rewrites it in place (--write FILE).
+    // Maintainers' tool: prints docs/configuration.md's table, or rewrites it in place (--write FILE).
     if (rest[0] === '--write' && rest[1]) {
       writeConfigTable(rest[1]);
       return 0;
@@ -98,8 +103,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    const usage =
-      err instanceof FastmonError && (err.code === 'CONFIG_INVALID' || err.code === 'CONFIG_FILE_UNREADABLE');
+    const usage = err instanceof FastmonError && USAGE_CODES.has(err.code);
     // Our own errors say what is wrong; a stack trace is for the unexpected.
     const text =
       err instanceof FastmonError

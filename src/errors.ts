@@ -46,6 +46,10 @@ export const ErrorCodes = {
   SSE_UNAVAILABLE: 'SSE_UNAVAILABLE',
   CLIENT_SOURCE_FAILED: 'CLIENT_SOURCE_FAILED',
   SHUTDOWN: 'SHUTDOWN',
+  // A file or directory named on the command line (or in the configuration) that cannot be used:
+  // the user's mistake, reported before anything starts (exit 2).
+  INPUT_UNREADABLE: 'INPUT_UNREADABLE',
+  OUTPUT_UNWRITABLE: 'OUTPUT_UNWRITABLE',
   // Interop (issue 13): conditions logged with a code for the operator, not thrown.
   RUN_INCOMPLETE: 'RUN_INCOMPLETE',
   STF_AFTER_RUN_END: 'STF_AFTER_RUN_END',
@@ -88,6 +92,14 @@ export class FastmonError extends Error {
 export function isFastmonError(err: unknown, code?: ErrorCode): err is FastmonError {
   return err instanceof FastmonError && (code === undefined || err.code === code);
 }
+
+/** Codes that mean the command line or configuration is wrong: one line on stderr, exit 2. */
+export const USAGE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'CONFIG_INVALID',
+  'CONFIG_FILE_UNREADABLE',
+  'INPUT_UNREADABLE',
+  'OUTPUT_UNWRITABLE',
+]);
 
 /** The message of any thrown value, for wrapping foreign errors. */
 export function messageOf(err: unknown): string {

@@ -91,7 +91,7 @@ describe('SSE source', () => {
     expect(source.describe()).toContain('msg_types=tf_file_registered,fastmon_status');
     server.push({ msg_type: 'stf_ready', run_id: '100001', processed_by: 'fastmon-agent-test-1' });
     server.push(registered(1, { processed_by: 'someone-else' }));
-    server.push(registered(2, { run_id: 100001 })); // an integer run_id never matches (§3.11)
+    server.push(registered(2, { run_id: 100001 })); // an integer run_id never matches (docs/testbed-interface.md, "The SSE relay")
     server.push(registered(3));
     server.push({ msg_type: 'fastmon_status', run_id: '100001', processed_by: 'fastmon-agent-test-1' });
     await waitUntil(() => received.length === 2, 'two messages');

@@ -391,6 +391,29 @@ describe('renderDashboard', () => {
     expect(text).toMatch(/^\s+1-2 KiB [█▏▎▍▌▋▊▉]+\s+9\s+30%$/m);
   });
 
+  it('shows a "now" rate never above the peak, even for a burst in the first second', () => {
+    // The client started 3 s into a 10-s bucket; 35 samples arrive within its first second.
+    const c = clock(T0 + 3_000);
+    const stats = new ClientStats(c.now);
+    for (let k = 1; k <= 35; k++) {
+      c.t = T0 + 3_000 + k * 20;
+      stats.add(sample('100010', 1, k, 1000));
+    }
+    c.t = T0 + 4_000;
+    const text = renderDashboard(stats, { ...base, width: 120, height: 40, color: false, now: c.t }).join(
+      '\n',
+    );
+    const shown = /now (\S+)\/s {2}peak (\S+)\/s/.exec(text);
+    expect(shown, text).not.toBeNull();
+    // One second seen, 35 samples: both read 35/s (it said "now 35.0/s … peak 3.50/s").
+    expect(shown?.[1]).toBe('35.0');
+    expect(shown?.[2]).toBe('35.0');
+    // Later, the minute's average stays at or below the busiest bucket.
+    c.t = T0 + 45_000;
+    expect(stats.currentRate()).toBeLessThanOrEqual(Math.max(...stats.bucketRates()));
+    expect(stats.currentRate()).toBeCloseTo(35 / 42, 5);
+  });
+
   it('keeps the header and the run numbers at 60×15 and never exceeds the width', () => {
     const { stats, c } = knownStream();
     for (const color of [false, true]) {

@@ -2,7 +2,8 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseArgs } from '../src/config/args.js';
+import { AGENT } from '../src/cli/agent-command.js';
+import { parseCommandLine } from '../src/cli/options.js';
 import { loadConfig, printableConfig } from '../src/config/load.js';
 
 function tempDir(): string {
@@ -36,7 +37,7 @@ describe('configuration', () => {
       '[sampling]\ntf_files_per_stf = 3\ntf_size_fraction = 0.2\nseed = "file"\n[broker]\nport = 61000\n',
     );
     const env = { FASTMON_TF_FILES_PER_STF: '5', ACTIVEMQ_PORT: '61613' };
-    const flags = parseArgs(['--tf-files-per-stf', '9']).config;
+    const flags = parseCommandLine(AGENT, ['--tf-files-per-stf', '9']).config;
     const { config, provenance } = loadConfig({ env, flags, configFile: file, cwd: dir });
     expect(config.sampling.tfFilesPerStf).toBe(9);
     expect(provenance['sampling.tf_files_per_stf']).toBe('flag');
@@ -86,7 +87,7 @@ describe('configuration', () => {
     writeFileSync(path.join(dir, 'workflows', 'testbed.toml'), '[testbed]\nnamespace = "wenauseic"\n');
     expect(loadConfig({ env: {}, cwd: dir }).config.agent.namespace).toBe('wenauseic');
     // A flag wins.
-    const flags = parseArgs(['--namespace', 'other']).config;
+    const flags = parseCommandLine(AGENT, ['--namespace', 'other']).config;
     expect(
       loadConfig({ env: { SWF_TESTBED_CONFIG: 'mine.toml' }, flags, cwd: dir }).config.agent.namespace,
     ).toBe('other');
@@ -120,7 +121,9 @@ describe('configuration', () => {
     expect(() => loadConfig({ env: { ACTIVEMQ_USE_SSL: 'maybe' }, cwd })).toThrow(
       /broker\.use_ssl .* expected true or false, got "maybe"/,
     );
-    expect(() => loadConfig({ flags: parseArgs(['--subscription', 'epictopic']).config, cwd })).toThrow(
+    expect(() =>
+      loadConfig({ flags: parseCommandLine(AGENT, ['--subscription', 'epictopic']).config, cwd }),
+    ).toThrow(
       /broker\.subscription \(flag --subscription\): a destination must start with \/topic\/ or \/queue\/.*got "epictopic"/,
     );
     const file = path.join(cwd, 'bad.toml');
@@ -145,14 +148,23 @@ describe('configuration', () => {
   });
 
   it('parses repeated list flags, --no-<flag> for booleans and refuses unknown options', () => {
-    const args = parseArgs(
-      ['--data-root', '/a', '--data-root=/b', '--no-sample-only-in-physics', '--replay', 'x'],
-      [{ name: 'replay', takesValue: true, doc: '' }],
-    );
+    const args = parseCommandLine(AGENT, [
+      '--data-root',
+      '/a',
+      '--data-root=/b',
+      '--no-sample-only-in-physics',
+      '--replay',
+      'x',
+      '--http-port',
+      '-1',
+    ]);
     expect(args.config.get('agent.data_roots')).toEqual(['/a', '/b']);
     expect(args.config.get('sampling.sample_only_in_physics')).toBe('false');
-    expect(args.options.get('replay')).toBe('x');
-    expect(() => parseArgs(['--tf-files'])).toThrow('unknown option --tf-files (see --help)');
+    expect(args.config.get('agent.http_port')).toBe('-1');
+    expect(args.values.replay).toBe('x');
+    expect(() => parseCommandLine(AGENT, ['--tf-files'])).toThrow(
+      "agent: unknown option '--tf-files' (see swf-fastmon agent --help)",
+    );
     const { config } = loadConfig({ flags: args.config, cwd: '/' });
     expect(config.agent.dataRoots).toEqual(['/a', '/b']);
     expect(config.sampling.sampleOnlyInPhysics).toBe(false);

@@ -235,6 +235,20 @@ describe('binary STF format', () => {
       'STF_INDEX_OUT_OF_BOUNDS',
     );
     expect(oob.details).toMatchObject({ offset: entry(1), tf: 1 });
+    // An offset beyond 2^53 is printed exactly as stored, not as the nearest double.
+    const huge = 2n ** 60n + 3n;
+    const far = await expectCode(
+      readStf(
+        variant('far.stf', (b) => {
+          b.writeBigUInt64LE(huge, entry(1) + 8);
+          return undefined;
+        }),
+      ),
+      'STF_INDEX_OUT_OF_BOUNDS',
+    );
+    const length = BigInt(far.details?.tfEnd as string) - huge;
+    expect(far.message).toContain(`TF 1 at [${huge}, ${huge + length})`);
+    expect(far.details).toMatchObject({ tfStart: '1152921504606846979' });
     await expectCode(
       readStf(
         variant('overlap.stf', (b) => {

@@ -351,7 +351,7 @@ describe('walk over bad input: logged with a reason, counted, skipped, never thr
     expect(relatives(entries)).toEqual(['a.stf']);
     expect(skips(entries).map((s) => [s.reason, s.path])).toEqual([
       ['ENOENT', missing],
-      ['ERROR', file],
+      ['ENOTDIR', file],
     ]);
   });
 

@@ -81,7 +81,7 @@ export function isStfSelected(
   return seededUniform(['select', seed, runId ?? '', baseName(stfFilename)])() < fraction;
 }
 
-/** `<stf name without extension>_tf_<NNN>.tf` (contract §4.3). */
+/** `<stf name without extension>_tf_<NNN>.tf` (docs/testbed-interface.md, "STFs and TFs"). */
 export function tfFilename(stfFilename: string, sequence: number): string {
   const base = baseName(stfFilename);
   const dot = base.lastIndexOf('.');

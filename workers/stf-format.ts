@@ -203,10 +203,14 @@ export function decodeIndex(index: Buffer, header: BinaryHeader, path: string): 
       offset + length > header.fileLength ||
       !Number.isSafeInteger(offset + length)
     ) {
+      // The fast reads above are doubles, exact only below 2^53: the message re-reads the entry
+      // as 64-bit integers so that a corrupt offset is shown as the bytes say, not rounded.
+      const start = view.getBigUint64(at + 8, true);
+      const end = start + view.getBigUint64(at + 16, true);
       throw new FastmonError(
         'STF_INDEX_OUT_OF_BOUNDS',
-        `${path}: TF ${i} at [${offset}, ${offset + length}) is outside the payload area [${header.payloadOffset}, ${header.fileLength}) (index entry at offset ${fileOffset})`,
-        { path, offset: fileOffset, tf: i },
+        `${path}: TF ${i} at [${start}, ${end}) is outside the payload area [${header.payloadOffset}, ${header.fileLength}) (index entry at offset ${fileOffset})`,
+        { path, offset: fileOffset, tf: i, tfStart: start.toString(), tfEnd: end.toString() },
       );
     }
     if (offset < previousEnd) {

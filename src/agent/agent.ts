@@ -67,8 +67,12 @@ export interface AgentOptions {
   logger: Logger;
   /** Where notifications go when there is no broker (default process.stdout). */
   stdout?: Writable;
+  /** How a notification is written there (default: one JSON object per line). */
+  formatNotification?: (message: Record<string, unknown>) => string;
   /** Consume from the broker subscription (default true); false for replay. */
   consume?: boolean;
+  /** What feeds the agent, for its start-up line: 'broker' (default when consuming), 'replay', 'scan', 'watch'. */
+  input?: 'broker' | 'replay' | 'scan' | 'watch';
   /** Run STF tasks on the main thread instead of the pool; overrides `agent.inline`. */
   inline?: boolean;
   /**
@@ -201,6 +205,8 @@ export class Agent {
       // Refused (tables changed, wrong password) or stopped: close what start() opened so far.
       await this.ops?.close();
       await this.monitor?.http.close();
+      await this.store?.release();
+      this.store = null;
       throw err;
     });
     this.options.logShipper?.bind(this.name, (result, n) => this.metrics.logRecords.inc({ result }, n));
@@ -237,7 +243,11 @@ export class Agent {
         config.broker.persistent,
       );
     } else {
-      broadcaster = new StreamBroadcaster(this.options.stdout ?? process.stdout, identity);
+      broadcaster = new StreamBroadcaster(
+        this.options.stdout ?? process.stdout,
+        identity,
+        this.options.formatNotification,
+      );
       logger.info('no ACTIVEMQ_HOST: notifications are printed to stdout');
     }
     if (this.registrar.kind !== 'catalog') {
@@ -288,7 +298,7 @@ export class Agent {
       {
         agent: this.name,
         namespace: identity.namespace,
-        mode: config.agent.mode,
+        input: this.options.input ?? (this.options.consume === false ? 'none' : 'broker'),
         workers: this.inline ? 0 : config.agent.workers,
         registrar: this.registrar.kind,
         broker: config.broker.host ? `${config.broker.host}:${config.broker.port}` : null,
@@ -299,7 +309,7 @@ export class Agent {
     if (this.broker) {
       this.broker.start();
       if (this.options.consume !== false) this.subscribe(this.broker);
-      const connected = await this.broker.waitConnected(Math.max(config.broker.reconnectMaxMs, 15_000)).then(
+      const waiting = this.broker.waitConnected(Math.max(config.broker.reconnectMaxMs, 15_000)).then(
         () => true,
         (err: Error) => {
           // Not fatal: the connection keeps retrying in the background.
@@ -307,6 +317,8 @@ export class Agent {
           return false;
         },
       );
+      // A stop signal ends the wait for a broker that does not answer (start-up must not swallow it).
+      const connected = signal ? await Promise.race([waiting, shutdownOn(signal)]) : await waiting;
       // Started means listening: stf_ready sent to a topic before the broker has the subscription is lost.
       if (connected && this.options.consume !== false && !(await this.broker.waitSubscribed(10_000))) {
         logger.warn(
@@ -770,6 +782,15 @@ export class Agent {
     if (!this.scheduler) throw new FastmonError('SHUTDOWN', 'agent not started');
     return this.scheduler;
   }
+}
+
+/** Rejects with SHUTDOWN once `signal` is aborted; never resolves. */
+function shutdownOn(signal: AbortSignal): Promise<never> {
+  return new Promise((_resolve, reject) => {
+    const stop = () => reject(new FastmonError('SHUTDOWN', 'stopped during start-up'));
+    if (signal.aborted) stop();
+    else signal.addEventListener('abort', stop, { once: true });
+  });
 }
 
 /** How many headers a refused frame kept, and a few of their names, for the log line. */

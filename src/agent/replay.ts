@@ -10,13 +10,20 @@ import type { Agent } from './agent.js';
  * come from the broker. Reading pauses while twice `maxInFlight` STFs are queued, so a long
  * file is replayed in bounded memory.
  */
-export async function replayFile(agent: Agent, file: string, maxQueued: number): Promise<number> {
+export async function replayFile(
+  agent: Agent,
+  file: string,
+  maxQueued: number,
+  signal?: AbortSignal,
+): Promise<number> {
   const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
   const pending = new Set<Promise<unknown>>();
   const name = path.basename(file);
   let number = 0;
   let messages = 0;
   for await (const line of lines) {
+    // A stop signal ends the reading; what was handed to the agent is drained by its stop().
+    if (signal?.aborted) break;
     number++;
     const text = line.trim();
     if (text === '' || text.startsWith('#')) continue;

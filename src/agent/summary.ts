@@ -10,9 +10,14 @@ export function formatSummary(
   runs: RunInfo[],
 ): string {
   const lines = [`swf-fastmon summary: agent ${agentName}, ${(elapsedMs / 1000).toFixed(1)} s`];
-  for (const run of runs) lines.push(`  run ${run.runId} (${run.phase}): ${countsLine(run.counts)}`);
+  for (const run of runs) lines.push(`  run ${run.runId} (${phaseLabel(run)}): ${countsLine(run.counts)}`);
   lines.push(`  total: ${countsLine(totals)}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** A run seen only through its STFs (found on disk, or stf_ready alone) has no phase to show. */
+function phaseLabel(run: RunInfo): string {
+  return run.announced ? run.phase : 'no run messages seen';
 }
 
 function countsLine(c: RunCounts): string {
@@ -27,7 +32,8 @@ function countsLine(c: RunCounts): string {
   if (c.stfsLate) parts.push(`${c.stfsLate} after the run's final status`);
   // Retries inside the agent: handled more often than delivered.
   if (c.stfAttempts > c.stfsReceived) parts.push(`${c.stfAttempts} attempts`);
-  return `${parts.join(', ')}; ${c.tfsRegistered} TF samples registered (${humanBytes(c.bytesSampled)}), ${c.tfsFailed} failed`;
+  const fresh = c.tfsRegistered - c.tfsExisting;
+  return `${parts.join(', ')}; ${c.tfsRegistered} TF samples registered (${fresh} new, ${c.tfsExisting} already there; ${humanBytes(c.bytesSampled)}), ${c.tfsFailed} failed`;
 }
 
 export function humanBytes(n: number): string {

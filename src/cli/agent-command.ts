@@ -1,46 +1,45 @@
-// `swf-fastmon agent`: the message-driven agent (broker or --replay), with clean shutdown on signals.
+// `swf-fastmon agent`: the message-driven agent (broker or --replay), stopped by the shared signal handling.
 
 import { collectDefaultMetrics } from 'prom-client';
 import { Agent } from '../agent/agent.js';
 import { replayFile } from '../agent/replay.js';
 import { formatSummary } from '../agent/summary.js';
-import { type ExtraFlag, parseArgs } from '../config/args.js';
 import type { Config } from '../config/load.js';
 import { FastmonError, isFastmonError } from '../errors.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { type MonitorLogShipper, monitorLogShipper } from '../log/monitor-logs.js';
-import { commandConfig } from './common.js';
-import { configHelp } from './help.js';
+import { commandConfig, stopBoundMs, terminalNotifications } from './common.js';
+import { requireReadableFile } from './inputs.js';
+import { CONFIG_OPTIONS, type CommandSpec, commandHelp, keysExcept, parseCommandLine } from './options.js';
 import { runDirectories } from './scan-command.js';
+import { interruptedCode, onStopSignals } from './signals.js';
 
-export const AGENT_FLAGS: readonly ExtraFlag[] = [
-  {
-    name: 'config',
-    takesValue: true,
-    doc: 'TOML file with [broker], [monitor], [agent], [sampling] sections',
-  },
-  {
-    name: 'print-config',
-    takesValue: false,
-    doc: 'print the resolved configuration (secrets redacted) and exit',
-  },
-  {
-    name: 'replay',
-    takesValue: true,
-    doc: 'handle the messages of a JSON-lines file instead of the broker, then exit',
-  },
-  { name: 'help', alias: 'h', takesValue: false, doc: 'this help' },
-];
+export const AGENT: CommandSpec = {
+  name: 'agent',
+  usage: 'swf-fastmon agent [options]',
+  about: `Consumes stf_ready and run lifecycle messages, samples TF ranges from each STF in a worker
+pool, records them in swf-monitor (or the local catalog) and broadcasts tf_file_registered.
+With agent.mode continuous it watches directories instead (see swf-fastmon watch).`,
+  options: [
+    ...CONFIG_OPTIONS,
+    {
+      name: 'replay',
+      type: 'string',
+      value: 'FILE',
+      doc: 'handle the messages of a JSON-lines file instead of the broker, then exit',
+    },
+  ],
+  // The agent reads every key: the scan keys serve agent.mode continuous.
+  keys: keysExcept(),
+};
 
 export async function agentCommand(argv: readonly string[]): Promise<number> {
-  const args = parseArgs(argv, AGENT_FLAGS);
-  if (args.options.get('help')) {
-    process.stdout.write(agentHelp());
+  const line = parseCommandLine(AGENT, argv);
+  if (line.values.help) {
+    process.stdout.write(commandHelp(AGENT));
     return 0;
   }
-  if (args.positionals.length > 0)
-    throw new FastmonError('CONFIG_INVALID', `unexpected argument ${args.positionals[0]}`);
-  const config = commandConfig(args);
+  const config = commandConfig(line);
   if (!config) return 0;
   if (config.agent.mode === 'continuous') {
     // The original agent's continuous mode, made real: watch directories instead of stf_ready.
@@ -52,8 +51,9 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
     }
     return runDirectories('watch', config.scan.watchDirs, config, true);
   }
-  const replay = args.options.get('replay');
-  return typeof replay === 'string' ? runReplay(config, replay) : runConsumer(config);
+  const replay = line.values.replay;
+  if (typeof replay === 'string') return runReplay(config, requireReadableFile(replay, '--replay'));
+  return runConsumer(config);
 }
 
 /** The agent's logger; with swf-monitor configured its records also go to AppLog (monitor.log_level). */
@@ -65,18 +65,32 @@ function agentLogger(config: Config): { logger: Logger; logShipper?: MonitorLogS
 
 async function runReplay(config: Config, file: string): Promise<number> {
   const { logger, logShipper } = agentLogger(config);
-  const agent = new Agent({ config, logger, consume: false, logShipper });
+  const stopping = onStopSignals({
+    graceMs: stopBoundMs(config),
+    notify: (text) => logger.warn(text),
+  });
+  const agent = new Agent({
+    config,
+    logger,
+    consume: false,
+    logShipper,
+    input: 'replay',
+    formatNotification: terminalNotifications(),
+  });
   const started = Date.now();
-  await agent.start();
   let messages = 0;
   try {
-    messages = await replayFile(agent, file, config.agent.maxInFlight * 2);
+    await agent.start(stopping.signal);
+    messages = await replayFile(agent, file, config.agent.maxInFlight * 2, stopping.signal);
     await agent.idle();
+  } catch (err) {
+    if (!isFastmonError(err, 'SHUTDOWN')) throw err;
   } finally {
-    await agent.stop(`replay of ${messages} messages finished`);
+    await agent.stop(stopping.name ? `received ${stopping.name}` : `replay of ${messages} messages finished`);
+    stopping.dispose();
   }
   process.stdout.write(formatSummary(agent.agentName, Date.now() - started, agent.totals, agent.runs.all()));
-  return 0;
+  return stopping.name ? interruptedCode(stopping.name) : 0;
 }
 
 async function runConsumer(config: Config): Promise<number> {
@@ -87,46 +101,23 @@ async function runConsumer(config: Config): Promise<number> {
     );
   }
   const { logger, logShipper } = agentLogger(config);
-  const agent = new Agent({ config, logger, logShipper });
+  const stopping = onStopSignals({ graceMs: stopBoundMs(config), notify: (text) => logger.warn(text) });
+  const agent = new Agent({ config, logger, logShipper, input: 'broker' });
   // Process-wide figures (RSS, heap, event-loop lag) belong to the process, so only the command adds them.
   collectDefaultMetrics({ register: agent.metrics.registry });
   const started = Date.now();
-  const startup = new AbortController();
-  let received: string | null = null;
-  const stopped = new Promise<string>((resolve) => {
-    // SIGQUIT is supervisord's stopsignal for testbed agents.
-    for (const signal of ['SIGINT', 'SIGTERM', 'SIGQUIT'] as const) {
-      process.on(signal, () => {
-        if (received) {
-          logger.warn({ signal }, 'second signal: exiting now');
-          process.exit(1);
-        }
-        received = signal;
-        startup.abort();
-        resolve(signal);
-      });
-    }
-  });
   try {
-    await agent.start(startup.signal);
+    await agent.start(stopping.signal);
   } catch (err) {
-    if (!isFastmonError(err, 'SHUTDOWN')) throw err;
+    if (!isFastmonError(err, 'SHUTDOWN')) {
+      await agent.stop('start-up failed');
+      stopping.dispose();
+      throw err;
+    }
   }
-  const signal = await stopped;
+  const signal = await stopping.received;
   await agent.stop(`received ${signal}`);
+  stopping.dispose();
   process.stdout.write(formatSummary(agent.agentName, Date.now() - started, agent.totals, agent.runs.all()));
   return 0;
-}
-
-function agentHelp(): string {
-  return `Usage: swf-fastmon agent [options]
-
-Consumes stf_ready and run lifecycle messages, samples TF ranges from each STF in a worker
-pool, records them in swf-monitor (or the local catalog) and broadcasts tf_file_registered.
-
-Options:
-${AGENT_FLAGS.map((f) => `  --${f.name}${f.takesValue ? ' VALUE' : ''}`.padEnd(30) + f.doc).join('\n')}
-
-Configuration (flag > environment > --config file > default):
-${configHelp()}`;
 }

@@ -2,33 +2,52 @@
 
 import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { type ExtraFlag, parseArgs } from '../config/args.js';
 import { FastmonError, messageOf } from '../errors.js';
 import { databaseFile } from '../store/paths.js';
 import { commandConfig } from './common.js';
+import {
+  CONFIG_OPTIONS,
+  type CommandSpec,
+  commandHelp,
+  keysNamed,
+  parseCommandLine,
+  usageError,
+} from './options.js';
 
-const FLAGS: readonly ExtraFlag[] = [
-  { name: 'config', takesValue: true, doc: 'TOML file (agent.catalog names the store)' },
-  {
-    name: 'last',
-    takesValue: true,
-    doc: 'how many of the newest samples and outbox entries to list (default 10)',
-  },
-  { name: 'help', alias: 'h', takesValue: false, doc: 'this help' },
-];
+/**
+ * A one-shot read of the store: synchronous queries that end by themselves, so a signal needs no
+ * handler of its own (the default ends the process; nothing is written).
+ */
+export const CATALOG: CommandSpec = {
+  name: 'catalog',
+  usage: 'swf-fastmon catalog [options]',
+  about: `What the local store (agent.catalog, --catalog FILE) holds: rows per run, the newest samples, the
+outbox entries waiting for swf-monitor, the ledger of files scanned. Read-only; safe while an agent
+runs. For more, open the file with sqlite3 (docs/local-store.md has queries).`,
+  options: [
+    ...CONFIG_OPTIONS,
+    {
+      name: 'last',
+      type: 'string',
+      value: 'N',
+      doc: 'how many of the newest samples and outbox entries to list (default 10)',
+    },
+  ],
+  keys: keysNamed('agent.catalog'),
+};
 
 export async function catalogCommand(argv: readonly string[]): Promise<number> {
-  const args = parseArgs(argv, FLAGS);
-  if (args.options.get('help')) {
-    process.stdout.write(help());
+  const line = parseCommandLine(CATALOG, argv);
+  if (line.values.help) {
+    process.stdout.write(commandHelp(CATALOG));
     return 0;
   }
-  const config = commandConfig(args);
+  const config = commandConfig(line);
   if (!config) return 0;
-  const lastText = args.options.get('last');
+  const lastText = line.values.last;
   const last = typeof lastText === 'string' ? Number(lastText) : 10;
   if (!Number.isSafeInteger(last) || last < 0)
-    throw new FastmonError('CONFIG_INVALID', `catalog --last: expected a number >= 0, got "${lastText}"`);
+    throw usageError(CATALOG, `--last: expected a number >= 0, got "${lastText}"`);
   const file = databaseFile(config.agent.catalog);
   if (!existsSync(file))
     throw new FastmonError('CONFIG_INVALID', `no local store at ${file} (agent.catalog, --catalog)`);
@@ -126,17 +145,4 @@ function table(headers: string[], rows: Row[], keys: string[]): string[] {
   const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (c: string[]) => `  ${c.map((v, i) => v.padEnd(widths[i]!)).join('  ')}`.trimEnd();
   return [line(headers), ...cells.map(line)];
-}
-
-function help(): string {
-  return `Usage: swf-fastmon catalog [options]
-
-What the local store (agent.catalog, --catalog FILE) holds: rows per run, the newest samples, the
-outbox entries waiting for swf-monitor, the ledger of files scanned. Read-only; safe while an agent
-runs. For more, open the file with sqlite3 (docs/local-store.md has queries).
-
-Options:
-${FLAGS.map((f) => `  --${f.name}${f.takesValue ? ' VALUE' : ''}`.padEnd(30) + f.doc).join('\n')}
-  --catalog FILE                the store to read (default fastmon.sqlite)
-`;
 }

@@ -2,79 +2,56 @@
 
 import { Dashboard } from '../client/dashboard.js';
 import { formatLine, formatOther, useColor } from '../client/line.js';
+import { listenForQuit } from '../client/quit-keys.js';
 import { type ClientMessage, catalogSource, type Source, sseSource, stompSource } from '../client/sources.js';
 import { ClientStats } from '../client/stats.js';
 import { formatSummary, summaryObject } from '../client/summary.js';
-import { FastmonError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
 import { registerSecret } from '../log/redact.js';
+import { type CommandSpec, commandHelp, parseCommandLine, usageError } from './options.js';
+import { onStopSignals, unlessStopped } from './signals.js';
 
 const DEFAULT_TYPES = ['tf_file_registered', 'fastmon_summary', 'fastmon_status'];
 
-interface Flag {
-  names: string[];
-  value: boolean;
-  doc: string;
-}
-
-/** The original client's options (Typer: --host/-h, --port/-p, …) and the new ones. */
-const FLAGS: Record<string, Flag> = {
-  host: { names: ['--host', '-h'], value: true, doc: 'broker host (ACTIVEMQ_HOST, default localhost)' },
-  port: { names: ['--port', '-p'], value: true, doc: 'STOMP port (ACTIVEMQ_PORT, default 61612)' },
-  user: { names: ['--user', '-u'], value: true, doc: 'broker user (ACTIVEMQ_USER, default admin)' },
-  password: { names: ['--password'], value: true, doc: 'broker password (ACTIVEMQ_PASSWORD, default admin)' },
-  queue: {
-    names: ['--queue', '-q', '--destination'],
-    value: true,
-    doc: 'destination (default /topic/epictopic)',
-  },
-  ssl: { names: ['--ssl'], value: false, doc: 'TLS to the broker (ACTIVEMQ_USE_SSL)' },
-  caCerts: { names: ['--ca-certs'], value: true, doc: 'CA bundle for TLS (ACTIVEMQ_SSL_CA_CERTS)' },
-  sse: {
-    names: ['--sse'],
-    value: false,
-    doc: "read swf-monitor's SSE relay (SWF_MONITOR_URL, SWF_API_TOKEN)",
-  },
-  catalog: { names: ['--catalog'], value: true, doc: 'replay a local catalog file' },
-  run: { names: ['--run'], value: true, doc: 'only this run (comma-separated list allowed)' },
-  namespace: { names: ['--namespace'], value: true, doc: 'only this testbed namespace' },
-  msgTypes: {
-    names: ['--msg-types'],
-    value: true,
-    doc: `message types (default ${DEFAULT_TYPES.join(',')})`,
-  },
-  json: {
-    names: ['--json'],
-    value: false,
-    doc: 'stdout: one JSON object per line, the summary last (msg_type fastmon_client_summary)',
-  },
-  dashboard: { names: ['--dashboard'], value: false, doc: 'full-screen view, refreshed in place' },
-  help: { names: ['--help'], value: false, doc: 'this help' },
+/**
+ * The original client's options (Typer: --host, --port/-p, --user/-u, --queue/-q) and the new ones.
+ * Its `-h` for --host is gone: -h is help in every command.
+ */
+export const CLIENT: CommandSpec = {
+  name: 'client',
+  usage: 'swf-fastmon client [options]',
+  about: `Shows TF sample notifications live: from ActiveMQ (default /topic/epictopic), from swf-monitor's SSE
+relay (--sse), or from a local catalog (--catalog FILE). Ctrl+C or SIGTERM prints a summary and exits 0
+(a second one exits 1 at once); in the dashboard, q does the same. Unlike the original client it needs
+no swf-monitor token and registers nothing.`,
+  options: [
+    { name: 'host', type: 'string', doc: 'broker host (ACTIVEMQ_HOST, default localhost)' },
+    { name: 'port', short: 'p', type: 'string', doc: 'STOMP port (ACTIVEMQ_PORT, default 61612)' },
+    { name: 'user', short: 'u', type: 'string', doc: 'broker user (ACTIVEMQ_USER, default admin)' },
+    { name: 'password', type: 'string', doc: 'broker password (ACTIVEMQ_PASSWORD, default admin)' },
+    { name: 'queue', short: 'q', type: 'string', doc: 'destination (default /topic/epictopic)' },
+    { name: 'destination', type: 'string', doc: 'the same as --queue' },
+    { name: 'ssl', type: 'boolean', doc: 'TLS to the broker (ACTIVEMQ_USE_SSL)' },
+    { name: 'ca-certs', type: 'string', value: 'FILE', doc: 'CA bundle for TLS (ACTIVEMQ_SSL_CA_CERTS)' },
+    { name: 'sse', type: 'boolean', doc: "read swf-monitor's SSE relay (SWF_MONITOR_URL, SWF_API_TOKEN)" },
+    { name: 'catalog', type: 'string', value: 'FILE', doc: 'replay a local catalog file' },
+    { name: 'run', type: 'string', doc: 'only this run (comma-separated list allowed)' },
+    { name: 'namespace', type: 'string', doc: 'only this testbed namespace' },
+    { name: 'msg-types', type: 'string', doc: `message types (default ${DEFAULT_TYPES.join(',')})` },
+    {
+      name: 'json',
+      type: 'boolean',
+      doc: 'stdout: one JSON object per line, the summary last (msg_type fastmon_client_summary)',
+    },
+    { name: 'dashboard', type: 'boolean', doc: 'full-screen view, refreshed in place; q quits' },
+  ],
+  keys: [],
 };
 
-type Options = Partial<Record<keyof typeof FLAGS, string | boolean>>;
+/** A stop takes the source's close (a STOMP DISCONNECT) and a summary: well under the 5 s users wait. */
+const CLIENT_STOP_BOUND_MS = 3_000;
 
-function parse(argv: readonly string[]): Options {
-  const byName = new Map<string, [keyof typeof FLAGS, Flag]>();
-  for (const [key, flag] of Object.entries(FLAGS)) for (const n of flag.names) byName.set(n, [key, flag]);
-  const options: Options = {};
-  for (let i = 0; i < argv.length; i++) {
-    const [name, inline] = (argv[i] as string).split(/=(.*)/s, 2) as [string, string | undefined];
-    const found = byName.get(name);
-    if (!found) throw new FastmonError('CONFIG_INVALID', `client: unknown option ${name} (see --help)`);
-    const [key, flag] = found;
-    if (!flag.value) {
-      options[key] = true;
-      continue;
-    }
-    const value = inline ?? argv[++i];
-    if (value === undefined) throw new FastmonError('CONFIG_INVALID', `client: option ${name} needs a value`);
-    options[key] = value;
-  }
-  return options;
-}
-
-function list(value: string | boolean | undefined): string[] {
+function list(value: string | boolean | string[] | undefined): string[] {
   return typeof value === 'string'
     ? value
         .split(',')
@@ -84,13 +61,13 @@ function list(value: string | boolean | undefined): string[] {
 }
 
 export async function clientCommand(argv: readonly string[]): Promise<number> {
-  const o = parse(argv);
+  const o = parseCommandLine(CLIENT, argv).values;
   if (o.help) {
-    process.stdout.write(help());
+    process.stdout.write(commandHelp(CLIENT));
     return 0;
   }
   const env = process.env;
-  const msgTypes = list(o.msgTypes).length > 0 ? list(o.msgTypes) : DEFAULT_TYPES;
+  const msgTypes = list(o['msg-types']).length > 0 ? list(o['msg-types']) : DEFAULT_TYPES;
   const runs = new Set(list(o.run));
   const namespace = typeof o.namespace === 'string' ? o.namespace : '';
   const color = useColor(process.stdout);
@@ -104,15 +81,15 @@ export async function clientCommand(argv: readonly string[]): Promise<number> {
     source = catalogSource({ file: o.catalog, logger });
   } else if (o.sse) {
     const url = env.SWF_MONITOR_URL;
-    if (!url)
-      throw new FastmonError('CONFIG_INVALID', 'client --sse needs SWF_MONITOR_URL (and SWF_API_TOKEN)');
+    if (!url) throw usageError(CLIENT, '--sse needs SWF_MONITOR_URL (and SWF_API_TOKEN)');
     source = sseSource({ url, token: env.SWF_API_TOKEN ?? '', msgTypes, runIds: [...runs], logger });
   } else {
-    const port = Number(o.port ?? env.ACTIVEMQ_PORT ?? 61612);
+    const rawPort = o.port ?? env.ACTIVEMQ_PORT ?? '61612';
+    const port = Number(rawPort);
     if (!Number.isInteger(port) || port < 1 || port > 65535) {
-      throw new FastmonError(
-        'CONFIG_INVALID',
-        `client --port: expected a port number, got "${o.port ?? env.ACTIVEMQ_PORT}"`,
+      throw usageError(
+        CLIENT,
+        `--port: expected a port number from 1 to 65535, got ${JSON.stringify(rawPort)}`,
       );
     }
     source = stompSource({
@@ -121,8 +98,8 @@ export async function clientCommand(argv: readonly string[]): Promise<number> {
       user: String(o.user ?? env.ACTIVEMQ_USER ?? 'admin'),
       password,
       useSsl: o.ssl === true || env.ACTIVEMQ_USE_SSL?.toLowerCase() === 'true',
-      caFile: String(o.caCerts ?? env.ACTIVEMQ_SSL_CA_CERTS ?? ''),
-      destination: String(o.queue ?? '/topic/epictopic'),
+      caFile: String(o['ca-certs'] ?? env.ACTIVEMQ_SSL_CA_CERTS ?? ''),
+      destination: String(o.queue ?? o.destination ?? '/topic/epictopic'),
       msgTypes,
       logger,
     });
@@ -154,37 +131,57 @@ export async function clientCommand(argv: readonly string[]): Promise<number> {
       );
   };
 
-  const stopped = new Promise<string>((resolve) => {
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => resolve(signal));
+  // Installed before the source starts: a broker that never answers must not swallow Ctrl+C.
+  const stopping = onStopSignals({
+    graceMs: CLIENT_STOP_BOUND_MS,
+    notify: (text) => process.stderr.write(`swf-fastmon client: ${text}\n`),
   });
   if (!o.json && !dashboard)
     process.stderr.write(`swf-fastmon client: ${source.describe()} (Ctrl+C for the summary)\n`);
-  // Nothing else may hold the process open (a finished catalog replay under a dashboard): wait for the signal.
-  const keepAlive = setInterval(() => {}, 1 << 30);
-  await source.start(onMessage);
-  dashboard?.start();
-  // A catalog replay ends by itself (unless a dashboard is up to look at); a live source at a signal.
-  await (dashboard ? stopped : Promise.race([stopped, source.finished]));
-  clearInterval(keepAlive);
-  dashboard?.stop();
-  await source.close();
+  let failure: unknown = null;
+  let releaseKeys = () => {};
+  let keepAlive: NodeJS.Timeout | undefined;
+  try {
+    // start() stays pending while an unreachable broker is retried: a signal ends the wait.
+    const started = await unlessStopped(
+      source.start(onMessage).then(() => true),
+      stopping,
+    );
+    if (started) {
+      // A finished catalog replay under a dashboard holds nothing open by itself: wait for the user.
+      keepAlive = setInterval(() => {}, 1 << 30);
+      let quit!: () => void;
+      const quitKey = new Promise<void>((resolve) => {
+        quit = resolve;
+      });
+      if (dashboard) {
+        dashboard.start();
+        releaseKeys = listenForQuit(process.stdin, quit);
+      }
+      // A catalog replay ends by itself, unless a dashboard is up to look at; a live source at a
+      // signal or `q`. A source that fails ends the client either way.
+      const ended = dashboard ? source.finished.then(() => new Promise<void>(() => {})) : source.finished;
+      await Promise.race([stopping.received, quitKey, ended]);
+    }
+  } catch (err) {
+    failure = err;
+  } finally {
+    clearInterval(keepAlive);
+    releaseKeys();
+    dashboard?.stop();
+    await source.close();
+    stopping.dispose();
+  }
   // With --json stdout carries JSON only: the summary is one more JSON line.
-  process.stdout.write(
-    o.json ? `${JSON.stringify(summaryObject(stats))}\n` : formatSummary(stats, { color }),
-  );
+  const summary = () =>
+    process.stdout.write(
+      o.json ? `${JSON.stringify(summaryObject(stats))}\n` : formatSummary(stats, { color }),
+    );
+  if (failure !== null) {
+    // The source's own coded error, one line; what was seen before still gets its summary.
+    if (stats.messages > 0) summary();
+    throw failure;
+  }
+  summary();
   return 0;
-}
-
-function help(): string {
-  return `Usage: swf-fastmon client [options]
-
-Shows TF sample notifications live: from ActiveMQ (default /topic/epictopic), from swf-monitor's SSE
-relay (--sse), or from a local catalog (--catalog FILE). Ctrl+C or SIGTERM prints a summary and exits 0.
-Unlike the original client it needs no swf-monitor token and registers nothing.
-
-Options:
-${Object.values(FLAGS)
-  .map((f) => `  ${f.names.join(', ')}${f.value ? ' VALUE' : ''}`.padEnd(36) + f.doc)
-  .join('\n')}
-`;
 }

@@ -1,14 +1,12 @@
 // `swf-fastmon gen`: writes a synthetic run of binary STFs, optionally acting as the testbed's DAQ and data agent.
 
 import { readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { writeStf } from '../../workers/stf-writer.js';
-import { type ExtraFlag, parseArgs } from '../config/args.js';
-import { type Config, loadConfig } from '../config/load.js';
-import { FastmonError } from '../errors.js';
+import type { Config } from '../config/load.js';
+import { FastmonError, isFastmonError } from '../errors.js';
 import { describeStf, PLAN_DEFAULTS, type PlanOptions, payloadFill, planStf } from '../gen/plan.js';
 import { DaqRole } from '../gen/publish.js';
 import { createLogger, type Logger } from '../log/logger.js';
@@ -16,53 +14,102 @@ import { StompConnection } from '../messaging/stomp.js';
 import { MonitorClient } from '../monitor/client.js';
 import { MonitorHttp } from '../monitor/http.js';
 import { StompBroadcaster } from '../sinks/broadcast.js';
-import { configHelp } from './help.js';
+import { commandConfig } from './common.js';
+import { ensureOutputDirectory } from './inputs.js';
+import {
+  CONFIG_OPTIONS,
+  type CommandSpec,
+  commandHelp,
+  keysNamed,
+  type OptionSpec,
+  parseCommandLine,
+  usageError,
+} from './options.js';
 import { ProgressLine, type ProgressStream } from './progress.js';
+import { interruptedCode, onStopSignals } from './signals.js';
 
 const D = PLAN_DEFAULTS;
-export const GEN_FLAGS: readonly ExtraFlag[] = [
-  { name: 'out', takesValue: true, doc: 'directory the STFs are written to (created if missing); required' },
-  { name: 'run', takesValue: true, doc: 'run number; required' },
-  { name: 'count', takesValue: true, doc: `STFs to write (default ${D.count})` },
-  { name: 'tfs-per-stf', takesValue: true, doc: `TFs in each STF (default ${D.tfsPerStf})` },
+const GEN_OPTIONS: readonly OptionSpec[] = [
+  {
+    name: 'out',
+    type: 'string',
+    value: 'DIR',
+    doc: 'directory the STFs are written to (created if missing); required',
+  },
+  { name: 'run', type: 'string', value: 'N', doc: 'run number; required' },
+  { name: 'count', type: 'string', doc: `STFs to write (default ${D.count})` },
+  { name: 'tfs-per-stf', type: 'string', doc: `TFs in each STF (default ${D.tfsPerStf})` },
   {
     name: 'tf-size',
-    takesValue: true,
+    type: 'string',
     doc: `mean TF bytes, log-normal (default ${D.tfSizeMean})`,
   },
   {
     name: 'tf-size-sigma',
-    takesValue: true,
+    type: 'string',
     doc: `log-normal sigma; 0: all equal (default ${D.tfSizeSigma})`,
   },
-  { name: 'state', takesValue: true, doc: `DAQ state in headers and messages (default ${D.state})` },
-  { name: 'substate', takesValue: true, doc: `DAQ substate (default ${D.substate})` },
+  { name: 'state', type: 'string', doc: `DAQ state in headers and messages (default ${D.state})` },
+  { name: 'substate', type: 'string', doc: `DAQ substate (default ${D.substate})` },
   {
     name: 'seed',
-    takesValue: true,
+    type: 'string',
     doc: `any text; same seed, same bytes (default ${D.seed})`,
   },
   {
     name: 'start-seq',
-    takesValue: true,
+    type: 'string',
     doc: `first STF sequence (default ${D.startSequence})`,
   },
   {
     name: 'start-time',
-    takesValue: true,
+    type: 'string',
     doc: 'ISO time of the first STF, or now (default 2026-01-01T00:00:00Z)',
   },
-  { name: 'stf-interval-ms', takesValue: true, doc: `time span of each STF (default ${D.stfIntervalMs})` },
-  { name: 'rate', takesValue: true, doc: 'STFs per second; 0: as fast as possible (default 0)' },
+  { name: 'stf-interval-ms', type: 'string', doc: `time span of each STF (default ${D.stfIntervalMs})` },
+  { name: 'rate', type: 'string', doc: 'STFs per second; 0: as fast as possible (default 0)' },
   {
     name: 'publish',
-    takesValue: false,
+    type: 'boolean',
     doc: 'play DAQ and data agent: messages, swf-monitor rows',
   },
-  { name: 'destination', takesValue: true, doc: 'where --publish sends (default: broker.subscription)' },
-  { name: 'config', takesValue: true, doc: 'TOML file with [broker], [monitor], [agent] sections' },
-  { name: 'help', alias: 'h', takesValue: false, doc: 'this help' },
+  { name: 'destination', type: 'string', doc: 'where --publish sends (default: broker.subscription)' },
+  ...CONFIG_OPTIONS,
 ];
+
+/** --publish connects as the DAQ: the broker's connection keys, swf-monitor's, and the namespace. */
+const GEN_KEYS = keysNamed(
+  'broker.host',
+  'broker.port',
+  'broker.user',
+  'broker.password',
+  'broker.use_ssl',
+  'broker.ssl_ca_certs',
+  'broker.heartbeat_ms',
+  'broker.reconnect_max_ms',
+  'monitor.url',
+  'monitor.token',
+  'monitor.timeout_ms',
+  'monitor.connections',
+  'monitor.pipelining',
+  'monitor.retries',
+  'monitor.retry_delay_ms',
+  'agent.namespace',
+  'agent.testbed_config',
+  'agent.log_level',
+);
+
+export const GEN: CommandSpec = {
+  name: 'gen',
+  usage: 'swf-fastmon gen --out DIR --run N [options]',
+  about: `Writes a synthetic run of binary STFs named swf.<run>.<seq:06d>.stf (docs/stf-format.md),
+each atomically (temporary name, then rename). The same options give the same bytes.
+With --publish it also plays the testbed's DAQ and data agent: run_imminent and start_run,
+then per STF a StfFile row in swf-monitor (when SWF_MONITOR_URL is set) and stf_ready, then
+end_run; the configuration below is what --publish uses. See docs/gen.md.`,
+  options: GEN_OPTIONS,
+  keys: GEN_KEYS,
+};
 
 export interface GenIo {
   stdout: { write(text: string): unknown };
@@ -79,29 +126,23 @@ interface GenSettings {
 }
 
 export async function genCommand(argv: readonly string[], io: GenIo = process): Promise<number> {
-  const args = parseArgs(argv, GEN_FLAGS);
-  if (args.options.get('help')) {
-    io.stdout.write(genHelp());
+  const line = parseCommandLine(GEN, argv);
+  if (line.values.help) {
+    io.stdout.write(commandHelp(GEN));
     return 0;
   }
-  if (args.positionals.length > 0) throw usage(`unexpected argument ${args.positionals[0]}`);
-  const settings = readSettings(args.options);
-  const configFile = args.options.get('config');
-  const { config } = loadConfig({
-    flags: args.config,
-    configFile: typeof configFile === 'string' ? configFile : undefined,
-  });
+  const settings = readSettings(line.values);
+  const config = commandConfig(line);
+  if (!config) return 0;
   if (settings.publish && !config.broker.host) {
     throw usage('--publish needs a broker, and broker.host (ACTIVEMQ_HOST, --broker-host) is empty');
   }
+  ensureOutputDirectory(settings.out, 'gen --out');
   const progress = new ProgressLine(io.stderr);
   const logger = createLogger({ level: config.agent.logLevel, destination: progress.loggerStream() });
-  await mkdir(settings.out, { recursive: true });
-
-  const stop = new AbortController();
-  const onSignal = (signal: NodeJS.Signals) => stop.abort(signal);
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // Writing stops between STFs; a GB STF may take seconds to finish, hence the longer bound.
+  const stopping = onStopSignals({ graceMs: 20_000, notify: (text) => logger.warn(text) });
+  const stop = { signal: stopping.signal };
   const started = performance.now();
   let files = 0;
   let bytes = 0;
@@ -112,7 +153,7 @@ export async function genCommand(argv: readonly string[], io: GenIo = process): 
   let role: DaqRole | null = null;
   let close = async () => {};
   try {
-    if (settings.publish) ({ role, close } = await connect(config, settings, logger));
+    if (settings.publish) ({ role, close } = await connect(config, settings, logger, stopping.signal));
     logger.info(
       { run: settings.plan.run, count: settings.plan.count, out: settings.out },
       'writing synthetic run',
@@ -151,24 +192,26 @@ export async function genCommand(argv: readonly string[], io: GenIo = process): 
     }
     await publishing;
     await role?.endRun(files);
+  } catch (err) {
+    // A stop while the broker does not answer yet ends the run like any other stop.
+    if (!isFastmonError(err, 'SHUTDOWN')) throw err;
   } finally {
     if (files > 0) progress.finish(progressText(files, total, bytes, started), files / total);
     else progress.finish();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
     await close();
+    stopping.dispose();
   }
   io.stdout.write(
     `${summary(settings, files, bytes, performance.now() - started, role, stop.signal.reason)}\n`,
   );
-  if (!stop.signal.aborted) return 0;
-  return stop.signal.reason === 'SIGINT' ? 130 : 143;
+  return stopping.name ? interruptedCode(stopping.name) : 0;
 }
 
 async function connect(
   config: Config,
   settings: GenSettings,
   logger: Logger,
+  signal: AbortSignal,
 ): Promise<{ role: DaqRole; close: () => Promise<void> }> {
   const user = (process.env.USER || process.env.LOGNAME || userInfo().username || 'user').replace(
     /[^\w.-]/g,
@@ -197,7 +240,7 @@ async function connect(
   };
   connection.start();
   try {
-    await connection.waitConnected(15_000);
+    await Promise.race([connection.waitConnected(15_000), stopped(signal)]);
   } catch (err) {
     await close();
     throw err;
@@ -227,6 +270,15 @@ async function connect(
   return { role, close };
 }
 
+/** Rejects with SHUTDOWN when the stop signal comes (never resolves). */
+function stopped(signal: AbortSignal): Promise<never> {
+  return new Promise((_resolve, reject) => {
+    const fail = () => reject(new FastmonError('SHUTDOWN', 'stopped while connecting to the broker'));
+    if (signal.aborted) fail();
+    else signal.addEventListener('abort', fail, { once: true });
+  });
+}
+
 /** The package version, from dist/src/cli/ (built) or src/cli/ (tests run the sources). */
 function packageVersion(): string {
   for (const up of ['../../../package.json', '../../package.json']) {
@@ -251,9 +303,9 @@ async function pace(at: number, signal: AbortSignal): Promise<void> {
 
 // --- Options ---------------------------------------------------------------------------------
 
-function readSettings(o: ReadonlyMap<string, string | boolean>): GenSettings {
+function readSettings(o: Readonly<Record<string, unknown>>): GenSettings {
   const text = (name: string): string | undefined => {
-    const v = o.get(name);
+    const v = o[name];
     return typeof v === 'string' ? v : undefined;
   };
   const number = (name: string, fallback: number, min: number, max: number, integer: boolean): number => {
@@ -304,7 +356,7 @@ function readSettings(o: ReadonlyMap<string, string | boolean>): GenSettings {
     plan,
     out: path.resolve(out),
     rate: number('rate', 0, 0, 1_000_000, false),
-    publish: o.get('publish') === true,
+    publish: o.publish === true,
     destination,
   };
 }
@@ -319,7 +371,7 @@ function startTime(raw: string | undefined): number {
 }
 
 function usage(message: string): FastmonError {
-  return new FastmonError('CONFIG_INVALID', `gen ${message} (see swf-fastmon gen --help)`);
+  return usageError(GEN, message);
 }
 
 // --- Output ----------------------------------------------------------------------------------
@@ -362,21 +414,4 @@ function summary(
 function progressText(files: number, total: number, bytes: number, started: number): string {
   const seconds = (performance.now() - started) / 1000;
   return `${files}/${total} STFs  ${mb(bytes)}  ${(bytes / 1e6 / Math.max(seconds, 1e-3)).toFixed(1)} MB/s  ${seconds.toFixed(1)} s`;
-}
-
-function genHelp(): string {
-  return `Usage: swf-fastmon gen --out DIR --run N [options]
-
-Writes a synthetic run of binary STFs named swf.<run>.<seq:06d>.stf (docs/stf-format.md),
-each atomically (temporary name, then rename). The same options give the same bytes.
-With --publish it also plays the testbed's DAQ and data agent: run_imminent and start_run,
-then per STF a StfFile row in swf-monitor (when SWF_MONITOR_URL is set) and stf_ready, then
-end_run. See docs/gen.md.
-
-Options:
-${GEN_FLAGS.map((f) => `  --${f.name}${f.takesValue ? ' VALUE' : ''}`.padEnd(30) + f.doc).join('\n')}
-
-Configuration (flag > environment > --config file > default); --publish uses [broker],
-[monitor] and agent.namespace:
-${configHelp()}`;
 }

@@ -1,23 +1,16 @@
-// Help and documentation text generated from the configuration table, so they cannot drift apart.
+// The configuration reference generated from the key table, so the docs cannot drift from the code.
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { KEYS, type KeySpec } from '../config/keys.js';
 
-function shownDefault(spec: KeySpec): string {
+/** A default as help and docs show it. */
+export function shownDefault(spec: KeySpec): string {
   if (Array.isArray(spec.default)) return spec.default.length ? spec.default.join(',') : '(none)';
   if (spec.default === '') return '(empty)';
   return String(spec.default);
 }
 
-export function configHelp(): string {
-  return `${KEYS.map((k) => {
-    const flag = k.flag ? `--${k.flag}${k.type === 'bool' ? '' : ' VALUE'}` : '';
-    const env = k.env ? ` [${k.env}]` : '';
-    return `  ${flag.padEnd(34)}${k.doc} Default: ${shownDefault(k)}.${env}`;
-  }).join('\n')}\n`;
-}
-
-/** The README's configuration table (a test checks that the README carries it unchanged). */
+/** docs/configuration.md's table (a test checks that the page carries it unchanged). */
 export function configMarkdown(): string {
   const rows = KEYS.map((k) => {
     const cell = (s: string) => s.replace(/\|/g, '\\|');

@@ -2,6 +2,7 @@
 
 import { Writable } from 'node:stream';
 import pretty from 'pino-pretty';
+import { PRETTY_OPTIONS } from '../log/logger.js';
 
 export interface ProgressStream {
   write(chunk: string): boolean;
@@ -32,7 +33,7 @@ export class ProgressLine {
         callback();
       },
     });
-    return pretty({ destination: target, sync: true, colorize: true, translateTime: 'SYS:HH:MM:ss.l' });
+    return pretty({ ...PRETTY_OPTIONS, destination: target, sync: true });
   }
 
   /** `fraction` draws a bar when the total is known (gen); scans show counters only. */

@@ -28,7 +28,7 @@ export function obj(m: ClientMessage, key: string): ClientMessage | null {
   return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as ClientMessage) : null;
 }
 
-/** `run_id`, or `run_number` from the original agent (contract §1.7). */
+/** `run_id`, or `run_number` from the original agent (docs/testbed-interface.md, "tf_file_registered"). */
 export function runOf(m: ClientMessage): string | null {
   return str(m, 'run_id') ?? str(m, 'run_number');
 }

@@ -25,7 +25,7 @@ export interface LineOptions {
   widths?: Partial<LineWidths>;
 }
 
-/** The original client's colours (contract §7). */
+/** The original client's colours (docs/testbed-interface.md, "The original client"). */
 export const STATUS_STYLE: Record<string, Style> = {
   registered: 'green',
   processing: 'yellow',

@@ -1,10 +1,11 @@
 // Every configuration key: where it comes from (flag, env, TOML), its default, and how it is checked.
 
 import { DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RUNS, DEFAULT_RUN_IDLE_TIMEOUT_S } from '../messaging/limits.js';
+import { compilePatterns, parseShard } from '../scan/select.js';
 
 /**
- * The table is the single source of truth: the loader, `--print-config`, `--help` and the README's
- * configuration table (checked by a test) are all derived from it.
+ * The table is the single source of truth: the loader, `--print-config`, each command's `--help`
+ * and docs/configuration.md's table (checked by a test) are all derived from it.
  */
 export type KeyType = 'string' | 'int' | 'number' | 'bool' | 'list' | 'enum';
 
@@ -22,6 +23,19 @@ export interface KeySpec {
   /** Extra check on the parsed value; returns what is wrong, or undefined. */
   check?: (value: never) => string | undefined;
   doc: string;
+}
+
+/**
+ * The scan's own parsers are the checks, so a shard or a pattern is refused when the configuration
+ * is loaded, before any pool, ledger or catalog exists, with the same words the scan would use.
+ */
+function problemOf(parse: () => unknown): string | undefined {
+  try {
+    parse();
+    return undefined;
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
 }
 
 const destination = (value: string): string | undefined =>
@@ -533,6 +547,7 @@ export const KEYS: readonly KeySpec[] = [
     default: ['*.stf', '*.STF'],
     env: 'FASTMON_PATTERNS',
     flag: 'pattern',
+    check: ((list: string[]) => problemOf(() => compilePatterns(list))) as (v: never) => string | undefined,
     doc: 'File name patterns of STFs (*, ?, [...]); temporary names never match.',
   },
   {
@@ -558,8 +573,7 @@ export const KEYS: readonly KeySpec[] = [
     default: '',
     env: 'FASTMON_SHARD',
     flag: 'shard',
-    check: ((v: string) =>
-      v === '' || /^\d+\/\d+$/.test(v) ? undefined : 'a shard is i/N with 0 <= i < N') as (
+    check: ((v: string) => (v === '' ? undefined : problemOf(() => parseShard(v)))) as (
       v: never,
     ) => string | undefined,
     doc: 'i/N: take only the files whose path (relative to the scanned directory) hashes to shard i of N.',

@@ -103,7 +103,7 @@ export interface SamplingSettings {
 }
 
 export interface LoadOptions {
-  /** Values from flags, keyed by config key (see args.ts). */
+  /** Values from flags, keyed by config key (see src/cli/options.ts). */
   flags?: ReadonlyMap<string, string | string[]>;
   env?: NodeJS.ProcessEnv;
   /** Our own TOML file (`--config FILE`). */

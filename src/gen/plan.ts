@@ -25,7 +25,7 @@ export interface PlanOptions {
 /**
  * 1000 TFs of 16 KiB make a ~16 MB STF: big enough that reading, sampling and checksumming cost
  * something, small enough for a laptop demo. The testbed's real STFs are ~1000 TFs and ~2 GB
- * (ecosystem §4.1); `--tf-size 2000000` gives that. 600 ms is the STF duration of §4.1.
+ * (docs/testbed-interface.md, "STFs and TFs"); `--tf-size 2000000` gives that. 600 ms is the STF duration given there.
  */
 export const PLAN_DEFAULTS: Omit<PlanOptions, 'run'> = {
   count: 10,
@@ -51,7 +51,7 @@ export interface PlannedStf {
   endNs: bigint;
 }
 
-/** `swf.<run>.<seq:06d>.stf`, the testbed workflows' name (ecosystem §4.3). */
+/** `swf.<run>.<seq:06d>.stf`, the testbed workflows' name (docs/testbed-interface.md, "STFs and TFs"). */
 export function stfFilename(run: number, sequence: number): string {
   return `swf.${run}.${String(sequence).padStart(6, '0')}.stf`;
 }

@@ -46,8 +46,9 @@ export interface Registrations {
 }
 
 /**
- * Follows the testbed's order (docs/gen.md): the WorkflowExecution row exists before any
- * lifecycle message (src/gen/execution.ts), the Run row before run_imminent,
+ * Follows the testbed's order (docs/gen.md; docs/testbed-interface.md, "Run states and the usual
+ * sequence", "stf_ready"): the WorkflowExecution row exists before any lifecycle message
+ * (src/gen/execution.ts), the Run row before run_imminent,
  * each StfFile row before its stf_ready, and the Run's end_time is set after end_run, as the
  * example data agent does. Every write is idempotent, so running the same command twice adds
  * no rows and does not fail.
@@ -88,7 +89,7 @@ export class DaqRole {
     const checksum = `ad:${stf.adler32 >>> 0}`;
     if (this.o.monitor && this.runPk !== null)
       await this.registerStf(this.o.monitor, this.runPk, stf, checksum);
-    // The example data agent's stf_ready (§1.6) with the values its producer left null filled in;
+    // The example data agent's stf_ready (docs/testbed-interface.md, "stf_ready") with the values its producer left null filled in;
     // tf_count is ours: fastmon reads it when the file itself is out of reach.
     await this.send({
       msg_type: 'stf_ready',
@@ -115,7 +116,7 @@ export class DaqRole {
     if (this.o.monitor) await endExecution(this.o.monitor, this.o.executionId, 'completed', this.now());
   }
 
-  /** Common fields of §1.4; `run_id` is a string, as the workflow runner sends it. */
+  /** Common fields of the lifecycle messages (docs/testbed-interface.md); `run_id` is a string, as the workflow runner sends it. */
   private async send(fields: Record<string, unknown>): Promise<void> {
     await this.o.broadcaster.publish({
       ...fields,

@@ -18,12 +18,23 @@ export interface LoggerOptions {
   ship?: { shipper: MonitorLogShipper; level: string };
 }
 
+/**
+ * Terminal log lines: one line per record (the fields after the message), without the pid and
+ * name every line repeats. JSON (no TTY) keeps every field.
+ */
+export const PRETTY_OPTIONS = {
+  colorize: true,
+  translateTime: 'SYS:HH:MM:ss.l',
+  singleLine: true,
+  ignore: 'pid,hostname,name',
+} as const;
+
 export function createLogger(options: LoggerOptions): Logger {
   const usePretty = options.pretty ?? (options.destination === undefined && process.stderr.isTTY === true);
   const destination =
     options.destination ??
     (usePretty
-      ? pretty({ destination: 2, sync: true, colorize: true, translateTime: 'SYS:HH:MM:ss.l' })
+      ? pretty({ ...PRETTY_OPTIONS, destination: 2, sync: true })
       : pino.destination({ fd: 2, sync: true }));
   const local = options.ship ? tee(destination, options.ship.shipper, options.ship.level) : destination;
   const logger = pino(
@@ -47,6 +58,13 @@ export function createLogger(options: LoggerOptions): Logger {
     },
     local,
   );
+  // Values bound into child loggers (logger.child({ url })) are written with every line, but pino
+  // runs no formatter over them (it resets `formatters.bindings` for children): redact them here.
+  // Children are created from their parent by prototype, so every descendant inherits this `child`.
+  const pinoChild = logger.child;
+  logger.child = function redactingChild(this: Logger, bindings, options) {
+    return pinoChild.call(this, redactValue(bindings), options);
+  } as typeof logger.child;
   options.ship?.shipper.reportTo((message) => logger.warn({ code: 'MONITOR_LOGS_REFUSED' }, message));
   return logger;
 }

@@ -32,7 +32,7 @@ export const KNOWN_TYPES = [
   'fastmon_dead_letter',
 ] as const;
 
-// Producers disagree on types (§1.4-1.6 of the contract): run_id is a string from the workflow
+// Producers disagree on types (docs/testbed-interface.md, "Run lifecycle messages", "stf_ready"): run_id is a string from the workflow
 // runner and an int from daqsim; optional fields arrive as null from the example data agent.
 const runIdField = z.union([z.string(), z.number().int()]).nullish();
 const text = z.string().nullish();
@@ -215,7 +215,7 @@ function commonOf(m: z.infer<typeof lifecycleSchema>, filename: string | null): 
   };
 }
 
-/** Testbed STF names carry the run: `swf.<run>.<seq>.stf` (workflows and daqsim, §4.3). */
+/** Testbed STF names carry the run: `swf.<run>.<seq>.stf` (workflows and daqsim; docs/testbed-interface.md, "STFs and TFs"). */
 export function runFromFilename(filename: string): string | null {
   const base = filename.slice(filename.lastIndexOf('/') + 1);
   const match = /^swf\.(\d+)\.(\d+)\.stf$/i.exec(base);
@@ -249,7 +249,7 @@ export interface TfRegisteredFields {
 }
 
 /**
- * `tf_file_registered` as the fast processing agent and the SSE relay read it (contract §1.7, §10):
+ * `tf_file_registered` as the fast processing agent and the SSE relay read it (docs/testbed-interface.md, "tf_file_registered"):
  * `run_id` always a string, `file_size_bytes` in bytes, and no `agent_name` key, because
  * swf-monitor's listener swallows any body with both `agent_name` and `status` as a heartbeat.
  * `sender` and `namespace` are added by the publisher, as BaseAgent.send_message does.
@@ -282,6 +282,8 @@ export interface RunCounts {
   stfsDuplicate: number;
   stfsWithoutFile: number;
   tfsRegistered: number;
+  /** Of tfsRegistered, the samples that were registered before (a redelivery, a second replay). */
+  tfsExisting: number;
   tfsFailed: number;
   bytesSampled: number;
   /** Times the agent handled an stf_ready, retries included; received counts broker deliveries. */
@@ -290,7 +292,7 @@ export interface RunCounts {
   stfsLate: number;
 }
 
-/** `fastmon_status` (contract §1.8): defined by the testbed, finally sent, with the run's counts. */
+/** `fastmon_status` (docs/testbed-interface.md, "fastmon_status"): defined by the testbed, finally sent, with the run's counts. */
 export function fastmonStatus(
   fields: {
     processedBy: string;

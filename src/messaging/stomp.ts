@@ -142,6 +142,8 @@ export class StompConnection extends EventEmitter {
           ),
         );
       }, timeoutMs);
+      // A wait abandoned by a stop (the connection closed meanwhile) must not hold the process open.
+      timer.unref();
       const onConnected = () => {
         clearTimeout(timer);
         resolve();

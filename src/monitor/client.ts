@@ -21,7 +21,7 @@ export interface FastMonFileRow {
 
 export type NewFastMonFile = Omit<FastMonFileRow, 'tf_file_id' | 'created_at' | 'updated_at'>;
 
-/** A Run row (contract §3.2): `run_id` is the table's key, `run_number` the DAQ's. */
+/** A Run row (docs/testbed-interface.md, "Run, StfFile and FastMonFile"): `run_id` is the table's key, `run_number` the DAQ's. */
 export interface RunRow {
   run_id: number;
   run_number: number;
@@ -39,7 +39,7 @@ export interface StfFileRow {
   tf_count?: number | null;
 }
 
-/** What fastmon sends for an StfFile row (§3.3); `run` is the Run's `run_id`. */
+/** What fastmon sends for an StfFile row (docs/testbed-interface.md); `run` is the Run's `run_id`. */
 export interface NewStfFile {
   run: number;
   stf_filename: string;
@@ -51,7 +51,7 @@ export interface NewStfFile {
   metadata: Record<string, unknown>;
 }
 
-/** The heartbeat body swf-common-lib's BaseAgent sends (contract §2.6); other keys are ignored. */
+/** The heartbeat body swf-common-lib's BaseAgent sends (docs/testbed-interface.md, "Agent identity and heartbeats"); other keys are ignored. */
 export interface HeartbeatBody {
   instance_name: string;
   agent_type: string;
@@ -133,7 +133,7 @@ export class MonitorClient {
 
   /**
    * The Run's `run_id` for a DAQ run number, creating the row when there is none. swf-monitor's
-   * Run list has no filters (§3.1): `?run_number=` is ignored and the whole table comes back, which
+   * Run list has no filters (docs/testbed-interface.md, "swf-monitor's REST API"): `?run_number=` is ignored and the whole table comes back, which
    * is how the original agent put every STF under the first run of the table. The run is picked
    * out here; a 400 on run_number means another producer created it meanwhile.
    */

@@ -10,6 +10,8 @@ export interface RunInfo {
   executionId: string | null;
   namespace: string | null;
   phase: Phase;
+  /** Whether any lifecycle message named this run; a run known only from its STFs (a scan) is not. */
+  announced: boolean;
   state: string | null;
   substate: string | null;
   counts: RunCounts;
@@ -50,7 +52,7 @@ const KEEP_ENDED = 64;
 
 /**
  * The workflow runner stamps `state`/`substate` on lifecycle messages; daqsim does not, so a
- * message without them implies the testbed's usual pair (contract §5.2): run_imminent →
+ * message without them implies the testbed's usual pair (docs/testbed-interface.md, "Run states and the usual sequence"): run_imminent →
  * beam/not_ready, start_run and resume_run → run/physics, pause_run → run/standby. end_run keeps
  * the last pair, so an STF announced late (the data agent lags) is judged by when it was taken.
  */
@@ -119,6 +121,7 @@ export class RunStates {
         executionId,
         namespace,
         phase: 'imminent',
+        announced: false,
         state: null,
         substate: null,
         counts: emptyCounts(),
@@ -179,6 +182,7 @@ export class RunStates {
     const wasEnded = this.runs.get(msg.runId)?.phase === 'ended';
     const run = this.getOrCreate(msg.runId, msg.executionId, msg.namespace);
     if (!run) return null;
+    run.announced = true;
     if (msg.executionId) run.executionId = msg.executionId;
     const implied = IMPLIED[msg.msgType];
     if (implied) {
@@ -287,6 +291,7 @@ export function emptyCounts(): RunCounts {
     stfsDuplicate: 0,
     stfsWithoutFile: 0,
     tfsRegistered: 0,
+    tfsExisting: 0,
     tfsFailed: 0,
     bytesSampled: 0,
     stfAttempts: 0,

@@ -21,7 +21,15 @@ export interface WalkFile {
   dev: number;
 }
 
-export type SkipReason = 'EACCES' | 'ENOENT' | 'ELOOP' | 'NOT_UTF8' | 'ZERO_BYTE' | 'NOT_A_FILE' | 'ERROR';
+export type SkipReason =
+  | 'EACCES'
+  | 'ENOENT'
+  | 'ENOTDIR'
+  | 'ELOOP'
+  | 'NOT_UTF8'
+  | 'ZERO_BYTE'
+  | 'NOT_A_FILE'
+  | 'ERROR';
 
 export interface WalkSkip {
   kind: 'skip';
@@ -277,7 +285,7 @@ async function openDirectory(w: Walker, dirPath: string, relative: string): Prom
   try {
     const info = await stat(dirPath, { bigint: true });
     if (!info.isDirectory()) {
-      return { kind: 'skip', path: dirPath, reason: 'ERROR', message: 'not a directory (ENOTDIR)' };
+      return { kind: 'skip', path: dirPath, reason: 'ENOTDIR', message: 'not a directory (ENOTDIR)' };
     }
     id = `${info.dev}:${info.ino}`;
     const ancestor = w.stack.find((frame) => frame.id === id);
@@ -306,6 +314,7 @@ const REASONS: Record<string, SkipReason> = {
   EACCES: 'EACCES',
   EPERM: 'EACCES',
   ENOENT: 'ENOENT',
+  ENOTDIR: 'ENOTDIR',
   ELOOP: 'ELOOP',
 };
 
@@ -313,6 +322,7 @@ const CAUSES: Record<string, string> = {
   EACCES: 'permission denied',
   EPERM: 'operation not permitted',
   ENOENT: 'not found',
+  ENOTDIR: 'not a directory',
   ELOOP: 'too many levels of symbolic links',
 };
 

@@ -271,7 +271,7 @@ export class Scheduler {
     const log = logger.child({ run: stf.runId, stf: stf.filename, msgId: messageId });
 
     if (!stf.filename) {
-      // The Rucio data agents announce a whole run with one stf_ready and no filename (§1.6).
+      // The Rucio data agents announce a whole run with one stf_ready and no filename (docs/testbed-interface.md, "stf_ready").
       tally.add('stfsWithoutFile');
       tally.outcome = 'no_file';
       log.info('stf_ready without filename (per-run announcement): nothing to sample');
@@ -392,6 +392,8 @@ export class Scheduler {
     const failureCodes = [...new Set(outcomes.flatMap((o) => (o.code ? [o.code] : [])))];
     tally.add('stfsSampled');
     tally.add('tfsRegistered', registered);
+    const existing = registrations.filter((r) => r.kind === 'registered' && !r.created).length;
+    tally.add('tfsExisting', existing);
     tally.add('tfsFailed', failed);
     tally.add(
       'bytesSampled',
@@ -402,6 +404,7 @@ export class Scheduler {
       {
         samples: result.samples.length,
         registered,
+        existing,
         failed,
         deferred,
         unbroadcast,
@@ -517,13 +520,18 @@ export class Scheduler {
     result: StfTaskSuccess,
     sample: Sample,
     log: Logger,
-  ): Promise<SampleOutcome | { kind: 'registered'; body: Record<string, unknown>; tfFilename: string }> {
+  ): Promise<
+    | SampleOutcome
+    | { kind: 'registered'; body: Record<string, unknown>; tfFilename: string; created: boolean }
+  > {
     const { registrar, metrics } = this.deps;
     const record = sampleRecord(stf, result, sample, this.deps.processedBy());
     let tfFileId: string;
+    let created: boolean;
     try {
       const registered = await registrar.register(record, this.abort.signal);
       tfFileId = registered.tfFileId;
+      created = registered.created;
       metrics.tfsRegistered.inc({ created: String(registered.created) });
       if (sample.fileSizeBytes !== null) tally.buckets.push(sizeBucket(sample.fileSizeBytes));
     } catch (err) {
@@ -560,7 +568,7 @@ export class Scheduler {
       tfFileId,
       status: 'registered',
     });
-    return { kind: 'registered', body, tfFilename: sample.tfFilename };
+    return { kind: 'registered', body, tfFilename: sample.tfFilename, created };
   }
 
   /** Broadcasts a registered sample's tf_file_registered. */

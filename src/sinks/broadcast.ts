@@ -41,17 +41,21 @@ export class StompBroadcaster implements Broadcaster {
   }
 }
 
-/** One JSON object per line on stdout (or any stream): the embedded default, pipe-friendly. */
+/**
+ * One JSON object per line on stdout (or any stream): the embedded default, pipe-friendly. `format`
+ * renders a message as text instead (the command gives the client's aligned lines on a terminal).
+ */
 export class StreamBroadcaster implements Broadcaster {
   readonly kind = 'stdout';
 
   constructor(
     private readonly out: Writable,
     private readonly identity: Identity,
+    private readonly format: (message: Record<string, unknown>) => string = (m) => JSON.stringify(m),
   ) {}
 
   async publish(body: Record<string, unknown>): Promise<void> {
-    const line = `${JSON.stringify(finalizeOutgoing(body, this.identity.sender, this.identity.namespace))}\n`;
+    const line = `${this.format(finalizeOutgoing(body, this.identity.sender, this.identity.namespace))}\n`;
     if (!this.out.write(line)) await new Promise<void>((resolve) => this.out.once('drain', () => resolve()));
   }
 }

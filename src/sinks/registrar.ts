@@ -132,7 +132,7 @@ export class MonitorRegistrar implements Registrar {
   private readonly runIds = new Map<number, Promise<number>>();
 
   async ensureStf(stf: StfRecord, signal?: AbortSignal): Promise<void> {
-    // One lookup per run, not per STF: the run list comes back whole every time (§3.1).
+    // One lookup per run, not per STF: the run list comes back whole every time (docs/testbed-interface.md, "swf-monitor's REST API").
     let runId = this.runIds.get(stf.runNumber);
     if (!runId) {
       runId = this.client.ensureRun(stf.runNumber, new Date(), signal).then((r) => r.runId);

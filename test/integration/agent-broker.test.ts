@@ -44,7 +44,7 @@ function stfName(seq: number): string {
   return `swf.${RUN}.${String(seq).padStart(6, '0')}.stf`;
 }
 
-/** The example data agent's per-file stf_ready (contract §1.6): size and checksum null. */
+/** The example data agent's per-file stf_ready (docs/testbed-interface.md, "stf_ready"): size and checksum null. */
 function stfReady(seq: number, extra: Record<string, unknown> = {}) {
   return {
     msg_type: 'stf_ready',
@@ -215,9 +215,13 @@ describe('the agent against ActiveMQ and an swf-monitor double', () => {
       /TF sample not registered: swf-monitor rejected POST \/fastmon-files\/ with HTTP 400: .*does not exist/,
     );
     expect(rejected?.stf).toBe('swf.101993.000404.stf');
-    // The unknown STF is tried five times in all, then acknowledged with the error. Wait for that
-    // first: a later attempt of it during the outage below would put its samples in the outbox too.
-    await waitUntil(() => a.agent.totals.stfAttempts === 6, 'the unknown STF to be tried five times', 20_000);
+    // The unknown STF is tried five times in all (7 refused samples each), then acknowledged with the
+    // error. Wait for the last refusal first: an attempt of it during the outage below would put its
+    // samples in the outbox too.
+    const refusals = () =>
+      a.logs.records().filter((r) => r.code === 'MONITOR_REJECTED' && r.stf === 'swf.101993.000404.stf')
+        .length;
+    await waitUntil(() => refusals() === 35, 'the unknown STF to be refused five times', 20_000);
 
     // An outage (500 after the retries): the samples go to the outbox, the message is acknowledged,
     // and they are registered and announced, in order, once swf-monitor answers again.

@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -97,6 +97,12 @@ describe('swf-fastmon command line', () => {
     const again = await run([...args, '--catalog', catalog, '--http-port', '-1']);
     expect(again.code).toBe(0);
     expect(rowCount()).toBe(35);
+    // ... and says so: the first run's samples were new, the second's were all there already.
+    expect(stdout).toMatch(/35 TF samples registered \(35 new, 0 already there; /);
+    expect(again.stdout).toMatch(/35 TF samples registered \(0 new, 35 already there; /);
+    // The example STFs are binary (written by gen): samples have real sizes (JSON STFs gave 4 bytes).
+    const samples = notes.filter((n) => n.msg_type === 'tf_file_registered');
+    for (const n of samples) expect(n.file_size_bytes as number).toBeGreaterThan(400);
   });
 });
 
@@ -229,7 +235,7 @@ describe('swf-fastmon agent configured only through the testbed environment', ()
       agent_type: 'fastmon',
       namespace,
     });
-    expect(out.stdout).toMatch(/run 102000 \(imminent\): \d+ STFs received, 1 sampled/);
+    expect(out.stdout).toMatch(/run 102000 \(no run messages seen\): \d+ STFs received, 1 sampled/);
     expect(out.stderr).not.toContain(double.token);
     await peer.close();
   });
@@ -295,10 +301,24 @@ describe('start-up without swf-monitor', () => {
   });
 });
 
-describe('the README', () => {
-  it('carries the configuration table generated from the key table', () => {
-    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-    expect(readme).toContain(configMarkdown());
+describe('the documentation', () => {
+  it('docs/configuration.md carries the configuration table generated from the key table', () => {
+    const page = readFileSync(path.join(ROOT, 'docs/configuration.md'), 'utf8');
+    expect(page).toContain(configMarkdown());
+  });
+
+  it('links only to files that exist, and never outside the repository', () => {
+    for (const file of ['README.md', ...readdirSync(path.join(ROOT, 'docs')).map((f) => `docs/${f}`)]) {
+      const text = readFileSync(path.join(ROOT, file), 'utf8');
+      expect(text, file).not.toMatch(/\.\.\/shared|\/work\/shared|swf-ecosystem\.md/);
+      for (const [, target] of text.matchAll(/\]\(([^)#\s]+)(#[^)]*)?\)/g)) {
+        if (/^[a-z]+:/.test(target as string)) continue;
+        expect(
+          existsSync(path.join(ROOT, path.dirname(file), target as string)),
+          `${file} -> ${target}`,
+        ).toBe(true);
+      }
+    }
   });
 });
 

@@ -135,7 +135,42 @@ describe('client dashboard in a terminal (tmux)', () => {
     expect(after.join('\n')).not.toContain('SAMPLE SIZES');
   });
 
-  it('is what `swf-fastmon client --dashboard` shows: a local store followed into the per-run table', async () => {
+  it('npm start on a terminal: aligned notification lines, one line per log record, what was new and what existed', async () => {
+    if (!tmuxPath)
+      throw new Error('tmux is not installed: `apt-get install -y tmux` (CI: test/setup/tools.sh).');
+    const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-start-'));
+    const catalog = path.join(dir, 'fastmon.sqlite');
+    const cli = path.join(ROOT, 'dist/src/cli.js');
+    const command = `cd ${JSON.stringify(ROOT)} && for i in 1 2; do ${JSON.stringify(process.execPath)} ${JSON.stringify(cli)} agent --replay examples/run-100001/messages.jsonl --data-root examples/run-100001 --catalog ${JSON.stringify(catalog)} --http-port -1; done; echo START-DONE; sleep 30`;
+    tmux('new-session', '-d', '-s', 'start', '-x', '200', '-y', '50', command);
+    const deadline = Date.now() + 30_000;
+    let text = '';
+    while (Date.now() < deadline) {
+      text = tmux('capture-pane', '-p', '-J', '-S', '-', '-t', 'start');
+      if (text.includes('START-DONE')) break;
+      await sleep(200);
+    }
+    tmux('kill-session', '-t', 'start');
+    rmSync(dir, { recursive: true, force: true });
+    expect(text).toContain('START-DONE');
+    const lines = text.split('\n');
+    // Notifications as the client prints them, not JSON.
+    const samples = lines.filter((l) =>
+      /^\d\d:\d\d:\d\d {2}swf\.100001\.\d{6}_tf_\d{3}\.tf\s+\d+ B\s+STF /.test(l),
+    );
+    expect(samples).toHaveLength(70);
+    expect(text).not.toContain('{"msg_type"');
+    // Log records are single lines: "[time] LEVEL: message {fields}".
+    const records = lines.filter((l) => /^\[\d\d:\d\d:\d\d\.\d{3}\] (INFO|WARN|ERROR)/.test(l));
+    expect(records.length).toBeGreaterThan(10);
+    for (const r of records) expect(r).toMatch(/^\[[^\]]+\] \w+: [^{]+( \{.*\})?$/);
+    const totals = lines.filter((l) => l.startsWith('  total: '));
+    expect(totals).toHaveLength(2);
+    expect(totals[0]).toContain('35 TF samples registered (35 new, 0 already there;');
+    expect(totals[1]).toContain('35 TF samples registered (0 new, 35 already there;');
+  });
+
+  it('is what `swf-fastmon client --dashboard` shows: a local store followed into the per-run table, until q', async () => {
     if (!tmuxPath)
       throw new Error('tmux is not installed: `apt-get install -y tmux` (CI: test/setup/tools.sh).');
     const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-dash-cli-'));
@@ -164,7 +199,8 @@ describe('client dashboard in a terminal (tmux)', () => {
       '120',
       '-y',
       '40',
-      `exec ${JSON.stringify(process.execPath)} ${JSON.stringify(cli)} client --dashboard --catalog ${JSON.stringify(file)}`,
+      // The shell prints the exit code: tmux's own pane_dead_status is not always filled in.
+      `${JSON.stringify(process.execPath)} ${JSON.stringify(cli)} client --dashboard --catalog ${JSON.stringify(file)}; echo "client exited $?"; sleep 30`,
     );
     const deadline = Date.now() + 15_000;
     let screen = '';
@@ -174,7 +210,17 @@ describe('client dashboard in a terminal (tmux)', () => {
       await sleep(100);
     }
     expect(screen).toMatch(/^300001\s+\S+\s+3\s+12\s+60\.0 kB/m);
-    tmux('send-keys', '-t', 'cli', 'C-c');
+    // q quits as Ctrl+C does: the screen is restored, the summary printed, exit 0.
+    tmux('send-keys', '-t', 'cli', 'q');
+    let after = '';
+    const exitAt = Date.now() + 5_000;
+    while (Date.now() < exitAt && !/client exited \d+/.test(after)) {
+      await sleep(100);
+      after = tmux('capture-pane', '-p', '-t', 'cli');
+    }
+    expect(after).toMatch(/samples\s+12 TF samples received/);
+    expect(after).toMatch(/client exited 0/);
+    tmux('kill-session', '-t', 'cli');
     rmSync(dir, { recursive: true, force: true });
   });
 });

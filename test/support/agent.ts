@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { Agent } from '../../src/agent/agent.js';
-import { parseArgs } from '../../src/config/args.js';
+import { AGENT } from '../../src/cli/agent-command.js';
+import { parseCommandLine } from '../../src/cli/options.js';
 import { type Config, loadConfig } from '../../src/config/load.js';
 import type { Logger } from '../../src/log/logger.js';
 import type { MonitorLogShipper } from '../../src/log/monitor-logs.js';
@@ -61,7 +62,11 @@ export async function startTestAgent(options: TestAgentOptions = {}): Promise<Te
   };
   rememberSecret(env.SWF_API_TOKEN);
   rememberSecret(env.ACTIVEMQ_PASSWORD);
-  const { config } = loadConfig({ env, flags: parseArgs(options.args ?? []).config, cwd: process.cwd() });
+  const { config } = loadConfig({
+    env,
+    flags: parseCommandLine(AGENT, options.args ?? []).config,
+    cwd: process.cwd(),
+  });
   const logs = captureLogs();
   const stdout: string[] = [];
   const out = new Writable({

@@ -1,6 +1,6 @@
 // In-process double of swf-monitor's REST API that enforces its DRF rules and quirks, with fault injection.
 //
-// Facts come from /work/shared/docs/swf-ecosystem.md §2.3-2.6 and §3; messages are DRF's own wording so that
+// Facts come from docs/testbed-interface.md ("Agent identity and heartbeats", "swf-monitor's REST API"); messages are DRF's own wording so that
 // a client tested here reacts to the real server's answers. No vitest import: bench/ uses it as well.
 
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -446,7 +446,7 @@ function notADictionary(value: unknown): Errors | undefined {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Model specs (§3.2-3.8), in model field order.
+// Model specs (docs/testbed-interface.md, "Run, StfFile and FastMonFile"), in model field order.
 
 const FILE_STATUSES: readonly FileStatus[] = ['registered', 'processing', 'processed', 'failed', 'done'];
 const AGENT_STATUSES: readonly AgentStatus[] = ['UNKNOWN', 'OK', 'WARNING', 'ERROR', 'EXITED'];
@@ -529,7 +529,7 @@ const AGENT_FIELDS: Record<string, Field> = {
 // The heartbeat view reads request.data itself; these only type-check the keys it stores.
 const HEARTBEAT_FIELDS: Record<string, Field> = {
   instance_name: { kind: 'string', maxLength: 100 },
-  agent_type: { kind: 'string', maxLength: 20 }, // choices are not validated on this path (§3.6)
+  agent_type: { kind: 'string', maxLength: 20 }, // choices are not validated on this path (see the heartbeat endpoint)
   description: { kind: 'string', blank: true },
   status: { kind: 'choice', choices: AGENT_STATUSES },
   agent_url: optionalText(200),
@@ -628,7 +628,7 @@ function rangeErrors(
   return errors;
 }
 
-// PersistentState hands out agent ids from 1 and run numbers from 100010 (§2.3, §3.9).
+// PersistentState hands out agent ids from 1 and run numbers from 100010 (docs/testbed-interface.md, "Agent identity and heartbeats").
 const freshSequences = () => ({
   runId: 1,
   agentRowId: 1,
@@ -970,7 +970,7 @@ class Tables {
     return { rows };
   }
 
-  // System agents (§3.6) and subscribers (§3.8).
+  // System agents and subscribers.
 
   createAgent(body: Body): Outcome<SystemAgentRow> {
     const { values, errors } = readFields(AGENT_FIELDS, body, 'create');

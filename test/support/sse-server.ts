@@ -1,6 +1,6 @@
 // swf-monitor's SSE relay (/api/messages/stream/) on 127.0.0.1, speaking its wire format, with faults.
 //
-// Facts from /work/shared/docs/swf-ecosystem.md §3.11. No vitest import, so bench/ can use it too.
+// Facts from docs/testbed-interface.md, "The SSE relay". No vitest import, so bench/ can use it too.
 
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type ServerResponse } from 'node:http';
@@ -59,7 +59,7 @@ function list(params: URLSearchParams, key: string): string[] | null {
 }
 
 /**
- * The relay's filters (§3.11): `agents` matches `processed_by` (not `sender`), and `run_ids` are
+ * The relay's filters (docs/testbed-interface.md, "The SSE relay"): `agents` matches `processed_by` (not `sender`), and `run_ids` are
  * compared as strings, so a message whose run_id is an integer never matches.
  */
 function passes(client: StreamClient, message: Record<string, unknown>): boolean {

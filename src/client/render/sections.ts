@@ -122,9 +122,9 @@ const SPARK = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
 /** Title, sparkline (one cell per 10-s bucket, the newest on the right) and, with room, a time axis. */
 export function rateSection(ctx: SectionContext, rows: number): string[] {
-  const perBucket = ctx.stats.rateSeries(ctx.now);
+  const perBucket = ctx.stats.bucketRates(ctx.now);
   const cells = Math.max(1, Math.min(perBucket.length, ctx.width - 2));
-  const values = perBucket.slice(perBucket.length - cells).map((n) => n / (SERIES_BUCKET_MS / 1000));
+  const values = perBucket.slice(perBucket.length - cells);
   const peak = Math.max(...values);
   const minutes = (cells * SERIES_BUCKET_MS) / 60_000;
   const lines = [

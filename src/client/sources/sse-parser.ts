@@ -12,7 +12,7 @@ const MAX_EVENT_CHARS = 16 * 1024 * 1024;
 /**
  * Pure and synchronous so it can be tested on split chunks without a server. Decoding is the
  * caller's (a streaming TextDecoder), so a UTF-8 character split across chunks is never broken.
- * `id:` and `retry:` are ignored: swf-monitor sends neither and cannot replay (§3.11).
+ * `id:` and `retry:` are ignored: swf-monitor sends neither and cannot replay (docs/testbed-interface.md, "The SSE relay").
  */
 export class SseParser {
   private buffer = '';

@@ -38,7 +38,7 @@ const HINTS: Record<number, string> = {
 };
 
 /**
- * The relay is best-effort with no replay (§3.11): whatever is published while we reconnect is
+ * The relay is best-effort with no replay (docs/testbed-interface.md, "The SSE relay"): whatever is published while we reconnect is
  * lost, so the loop never gives up, and a 401 is retried too (the token may be fixed server-side).
  * Idle detection is undici's bodyTimeout: any byte resets it, heartbeats included.
  */
