@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_REISSUES, reissueHeaders } from '../src/agent/reissue.js';
-import { brokerKindOf, FRAME_HEADER_ALLOWANCE, windowHeaders } from '../src/messaging/flow.js';
+import { brokerKindOf, windowHeaders } from '../src/messaging/flow.js';
+import { FRAME_HEADER_ALLOWANCE } from '../src/messaging/limits.js';
 import { planSubscriptions, sharedTopicOf } from '../src/messaging/subscriptions.js';
 
 describe('flow control per broker', () => {

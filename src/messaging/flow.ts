@@ -1,5 +1,7 @@
 // Which broker the agent talks to, and the SUBSCRIBE headers that give one flow-control setting the same meaning on each.
 
+import { FRAME_HEADER_ALLOWANCE } from './limits.js';
+
 /**
  * Told apart by the CONNECTED frame's `server` header: Artemis answers
  * `ActiveMQ-Artemis/2.40.0 ActiveMQ Artemis Messaging Engine`, Classic `ActiveMQ/5.17.6`.
@@ -20,12 +22,6 @@ export interface Window {
   messageBytes: number;
 }
 
-/**
- * Artemis counts a frame's encoded size against the window: the body plus the headers it adds
- * (destination, message-id, subscription, timestamps, the producer's own headers). 4 KiB covers
- * them with room to spare.
- */
-export const FRAME_HEADER_ALLOWANCE = 4096;
 /** Artemis reads consumer-window-size as a Java int. */
 const MAX_WINDOW_BYTES = 2 ** 31 - 1;
 

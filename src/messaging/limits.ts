@@ -38,6 +38,13 @@ export function stompitParserLimits(
 export const DEFAULT_MAX_BODY_BYTES = 1_048_576;
 
 /**
+ * The flow window per message beyond its body: Artemis counts a frame's encoded size against the
+ * window, the body plus the headers it adds (destination, message-id, subscription, timestamps, the
+ * producer's own headers). 4 KiB covers them with room to spare.
+ */
+export const FRAME_HEADER_ALLOWANCE = 4096;
+
+/**
  * Longest value, in characters, of every message field the agent copies into STOMP headers, file
  * names, swf-monitor rows, log lines or metric labels; a longer one makes the message
  * MESSAGE_INVALID, naming the field. swf-monitor's columns are the guide: `run_id` is char(50) in
