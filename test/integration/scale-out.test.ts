@@ -243,10 +243,14 @@ describe('scale-out by competing consumers', () => {
       const seen = await peer.collect(topic);
       // swf-monitor never answers: every agent holds the message, unacknowledged, until it is killed.
       double.hang({ path: '/fastmon-files/', method: 'POST' });
-      const posts = () => double.requests.filter((r) => r.method === 'POST' && r.path.includes('/fastmon-files/'));
+      const posts = () =>
+        double.requests.filter((r) => r.method === 'POST' && r.path.includes('/fastmon-files/'));
       // A POST held open on a live connection: a killed agent's pipelined request can still be parsed
       // after its death (under load, after the next agent started), but its connection is closed.
-      const holding = (from: number) => posts().slice(from).some((r) => r.status === 0 && !r.aborted);
+      const holding = (from: number) =>
+        posts()
+          .slice(from)
+          .some((r) => r.status === 0 && !r.aborted);
       let logs = '';
       for (let crash = 0; crash < 11; crash++) {
         const before = posts().length;
