@@ -1,63 +1,122 @@
 // The catalogue of every error swf-fastmon raises: one code per failure an operator can act on.
 
 /**
+ * What the catalogue says about a code. `retryable`: a later attempt at the same work can succeed
+ * (a service or a disk that comes back); the agent retries an stf_ready that failed with one of these
+ * and leaves the rest acknowledged. `inputFault`: the input itself is at fault, so the same bytes fail
+ * the same way every time; scan and watch record such a file in the ledger and do not read it again.
+ * A code is never both; one that is neither (a refusal by swf-monitor, an extraction that could not
+ * write) is acknowledged, and a scan tries the file again on its next pass.
+ */
+export interface CodeInfo {
+  retryable: boolean;
+  inputFault: boolean;
+}
+
+const NO: CodeInfo = { retryable: false, inputFault: false };
+const RETRYABLE: CodeInfo = { retryable: true, inputFault: false };
+const INPUT: CodeInfo = { retryable: false, inputFault: true };
+
+/**
  * Codes are stable strings: they appear in logs (`err.code`), in metrics labels and in the
  * worker results that cross the thread boundary, where an Error instance would lose its class.
+ * The table in docs/operations.md ("Error codes") lists each with its meaning and these columns.
  */
-export const ErrorCodes = {
-  CONFIG_INVALID: 'CONFIG_INVALID',
-  CONFIG_FILE_UNREADABLE: 'CONFIG_FILE_UNREADABLE',
-  MESSAGE_NOT_JSON: 'MESSAGE_NOT_JSON',
-  MESSAGE_INVALID: 'MESSAGE_INVALID',
-  MESSAGE_TOO_LARGE: 'MESSAGE_TOO_LARGE',
-  MESSAGE_HEADERS_TOO_LARGE: 'MESSAGE_HEADERS_TOO_LARGE',
-  PATH_OUTSIDE_ROOTS: 'PATH_OUTSIDE_ROOTS',
-  PATH_INVALID: 'PATH_INVALID',
-  STF_NOT_FOUND: 'STF_NOT_FOUND',
-  STF_UNREADABLE: 'STF_UNREADABLE',
-  STF_EMPTY: 'STF_EMPTY',
-  STF_HEADER_CORRUPT: 'STF_HEADER_CORRUPT',
-  STF_HEADER_TOO_LARGE: 'STF_HEADER_TOO_LARGE',
-  STF_TRUNCATED: 'STF_TRUNCATED',
-  STF_BAD_MAGIC: 'STF_BAD_MAGIC',
-  STF_UNSUPPORTED_VERSION: 'STF_UNSUPPORTED_VERSION',
-  STF_INDEX_OUT_OF_BOUNDS: 'STF_INDEX_OUT_OF_BOUNDS',
-  STF_TF_OVERLAP: 'STF_TF_OVERLAP',
-  STF_CHECKSUM_MISMATCH: 'STF_CHECKSUM_MISMATCH',
-  EXTRACTION_FAILED: 'EXTRACTION_FAILED',
-  RUN_UNKNOWN: 'RUN_UNKNOWN',
-  WORKER_FAILED: 'WORKER_FAILED',
-  MONITOR_UNAVAILABLE: 'MONITOR_UNAVAILABLE',
-  MONITOR_REJECTED: 'MONITOR_REJECTED',
-  MONITOR_REDIRECT: 'MONITOR_REDIRECT',
-  MONITOR_BAD_RESPONSE: 'MONITOR_BAD_RESPONSE',
-  REGISTRATION_CONFLICT: 'REGISTRATION_CONFLICT',
+const CATALOGUE = {
+  CONFIG_INVALID: NO,
+  CONFIG_FILE_UNREADABLE: NO,
+  MESSAGE_NOT_JSON: NO,
+  MESSAGE_INVALID: NO,
+  MESSAGE_TOO_LARGE: NO,
+  MESSAGE_HEADERS_TOO_LARGE: NO,
+  PATH_OUTSIDE_ROOTS: INPUT,
+  PATH_INVALID: INPUT,
+  STF_NOT_FOUND: INPUT,
+  STF_UNREADABLE: INPUT,
+  STF_EMPTY: INPUT,
+  STF_HEADER_CORRUPT: INPUT,
+  STF_HEADER_TOO_LARGE: INPUT,
+  STF_TRUNCATED: INPUT,
+  STF_BAD_MAGIC: INPUT,
+  STF_UNSUPPORTED_VERSION: INPUT,
+  STF_INDEX_OUT_OF_BOUNDS: INPUT,
+  STF_TF_OVERLAP: INPUT,
+  STF_CHECKSUM_MISMATCH: INPUT,
+  EXTRACTION_FAILED: NO,
+  RUN_UNKNOWN: INPUT,
+  WORKER_FAILED: RETRYABLE,
+  MONITOR_UNAVAILABLE: RETRYABLE,
+  // A refusal: retried only a few times, for an STF swf-monitor does not know yet (agent.ts).
+  MONITOR_REJECTED: NO,
+  MONITOR_REDIRECT: NO,
+  MONITOR_BAD_RESPONSE: NO,
+  REGISTRATION_CONFLICT: NO,
   // swf-monitor's PostgreSQL written directly (issue 14): its tables differ from what fastmon writes.
-  MONITOR_DB_SCHEMA: 'MONITOR_DB_SCHEMA',
-  CATALOG_WRITE_FAILED: 'CATALOG_WRITE_FAILED',
-  LEDGER_WRITE_FAILED: 'LEDGER_WRITE_FAILED',
-  LEDGER_INVALID: 'LEDGER_INVALID',
-  OUTBOX_WRITE_FAILED: 'OUTBOX_WRITE_FAILED',
-  OUTBOX_FULL: 'OUTBOX_FULL',
-  STORE_OPEN_FAILED: 'STORE_OPEN_FAILED',
-  BROKER_UNAVAILABLE: 'BROKER_UNAVAILABLE',
-  BROKER_ERROR: 'BROKER_ERROR',
-  PUBLISH_FAILED: 'PUBLISH_FAILED',
-  SSE_UNAVAILABLE: 'SSE_UNAVAILABLE',
-  CLIENT_SOURCE_FAILED: 'CLIENT_SOURCE_FAILED',
-  SHUTDOWN: 'SHUTDOWN',
+  MONITOR_DB_SCHEMA: NO,
+  CATALOG_WRITE_FAILED: RETRYABLE,
+  LEDGER_WRITE_FAILED: RETRYABLE,
+  LEDGER_INVALID: NO,
+  OUTBOX_WRITE_FAILED: RETRYABLE,
+  OUTBOX_FULL: RETRYABLE,
+  STORE_OPEN_FAILED: NO,
+  BROKER_UNAVAILABLE: RETRYABLE,
+  PUBLISH_FAILED: RETRYABLE,
+  SSE_UNAVAILABLE: RETRYABLE,
+  CLIENT_SOURCE_FAILED: NO,
+  // The agent is stopping. Not retryable as the catalogue stood before it had this column (the
+  // agent's old TRANSIENT pattern): a sample refused by a closed outbox acknowledges its message.
+  SHUTDOWN: NO,
   // A file or directory named on the command line (or in the configuration) that cannot be used:
   // the user's mistake, reported before anything starts (exit 2).
-  INPUT_UNREADABLE: 'INPUT_UNREADABLE',
-  OUTPUT_UNWRITABLE: 'OUTPUT_UNWRITABLE',
+  INPUT_UNREADABLE: NO,
+  OUTPUT_UNWRITABLE: NO,
   // Interop (issue 13): conditions logged with a code for the operator, not thrown.
-  RUN_INCOMPLETE: 'RUN_INCOMPLETE',
-  STF_AFTER_RUN_END: 'STF_AFTER_RUN_END',
-  MONITOR_LOGS_REFUSED: 'MONITOR_LOGS_REFUSED',
-  METRICS_PORT_IN_USE: 'METRICS_PORT_IN_USE',
-} as const;
+  RUN_INCOMPLETE: NO,
+  STF_AFTER_RUN_END: NO,
+  MONITOR_LOGS_REFUSED: NO,
+  METRICS_PORT_IN_USE: NO,
+} as const satisfies Record<string, CodeInfo>;
 
-export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+export type ErrorCode = keyof typeof CATALOGUE;
+
+/** Every code, by name (metrics labels are drawn from these). */
+export const ErrorCodes = Object.fromEntries(Object.keys(CATALOGUE).map((code) => [code, code])) as {
+  readonly [C in ErrorCode]: C;
+};
+
+/** The catalogue's entry for a code; null for a string that is not one of ours (an errno, a typo). */
+export function codeInfo(code: string): CodeInfo | null {
+  return Object.hasOwn(CATALOGUE, code) ? CATALOGUE[code as ErrorCode] : null;
+}
+
+/** Whether a later attempt can cure a failure with this code; false for codes not in the catalogue. */
+export function isRetryable(code: string): boolean {
+  return codeInfo(code)?.retryable === true;
+}
+
+/** Whether the input itself is at fault (the same bytes always fail); false for codes not in the catalogue. */
+export function isInputFault(code: string): boolean {
+  return codeInfo(code)?.inputFault === true;
+}
+
+/**
+ * Why scan and watch pass over a directory entry (walk.ts), each under the catalogue code an operator
+ * filters on; the reason stays in the log line beside the code as the detail (the errno, or what is
+ * wrong with the entry). They are the worker's codes for the same faults: a zero-byte file is
+ * STF_EMPTY whether the walk or the STF reader finds it.
+ */
+export const SKIP_REASONS = {
+  EACCES: 'STF_UNREADABLE',
+  ENOENT: 'STF_NOT_FOUND',
+  ENOTDIR: 'PATH_INVALID',
+  ELOOP: 'PATH_INVALID',
+  NOT_UTF8: 'PATH_INVALID',
+  ZERO_BYTE: 'STF_EMPTY',
+  NOT_A_FILE: 'PATH_INVALID',
+  ERROR: 'STF_UNREADABLE',
+} as const satisfies Record<string, ErrorCode>;
+
+export type SkipReason = keyof typeof SKIP_REASONS;
 
 /** Plain, structured-clone-safe form of an error, as workers return it. */
 export interface ErrorInfo {

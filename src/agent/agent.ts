@@ -6,7 +6,7 @@ import type { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import type { Config } from '../config/load.js';
-import { FastmonError, isFastmonError, messageOf } from '../errors.js';
+import { FastmonError, isFastmonError, isRetryable, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { MonitorLogShipper } from '../log/monitor-logs.js';
 import {
@@ -45,8 +45,6 @@ import { Summaries } from './summaries.js';
 /** What becomes of a broker message once handled: acknowledged, or handled again later. */
 export type Verdict = 'ack' | 'retry';
 
-/** Failures that a later attempt can cure: the monitor, the broker, the outbox's disk, a worker. */
-const TRANSIENT = /^(MONITOR_UNAVAILABLE|PUBLISH_|WORKER_|OUTBOX_|CATALOG_WRITE)/;
 /** swf-monitor refusals (an STF it does not know yet: the Rucio data agents announce before registering). */
 const REJECTED_ATTEMPTS = 5;
 
@@ -57,7 +55,7 @@ const REJECTED_ATTEMPTS = 5;
  */
 function verdictOf(result: StfResult, attempt: number): Verdict {
   const codes = result.outcome === 'failed' ? [result.error?.code ?? ''] : (result.failureCodes ?? []);
-  if (codes.some((c) => TRANSIENT.test(c))) return 'retry';
+  if (codes.some(isRetryable)) return 'retry';
   if (codes.includes('MONITOR_REJECTED') && attempt + 1 < REJECTED_ATTEMPTS) return 'retry';
   return 'ack';
 }

@@ -2,7 +2,12 @@
 
 import { z } from 'zod';
 import { FastmonError } from '../errors.js';
+import type { RunCounts } from '../run/counts.js';
 import { FIELD_LIMITS, type LimitedField } from './limits.js';
+
+// The counts are the run's (src/run/counts.ts); this module only names them on the wire. Re-exported
+// for the modules of src/agent that still import it from here.
+export type { RunCounts } from '../run/counts.js';
 
 export const LIFECYCLE_TYPES = ['run_imminent', 'start_run', 'pause_run', 'resume_run', 'end_run'] as const;
 export type LifecycleType = (typeof LIFECYCLE_TYPES)[number];
@@ -272,24 +277,6 @@ export function tfFileRegistered(f: TfRegisteredFields, now = new Date()): Recor
   };
   if (f.checksum !== null) body.checksum = f.checksum;
   return body;
-}
-
-export interface RunCounts {
-  stfsReceived: number;
-  stfsSampled: number;
-  stfsSkipped: number;
-  stfsFailed: number;
-  stfsDuplicate: number;
-  stfsWithoutFile: number;
-  tfsRegistered: number;
-  /** Of tfsRegistered, the samples that were registered before (a redelivery, a second replay). */
-  tfsExisting: number;
-  tfsFailed: number;
-  bytesSampled: number;
-  /** Times the agent handled an stf_ready, retries included; received counts broker deliveries. */
-  stfAttempts: number;
-  /** STFs of the run that arrived after its final fastmon_status (counted in the others too). */
-  stfsLate: number;
 }
 
 /** `fastmon_status` (docs/testbed-interface.md, "fastmon_status"): defined by the testbed, finally sent, with the run's counts. */

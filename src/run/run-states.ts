@@ -1,7 +1,12 @@
-// Run lifecycle as seen by fastmon: per-run DAQ state from run_imminent … end_run, and the sampling gate.
+// Run lifecycle as seen by fastmon: per-run DAQ state from run_imminent … end_run, the run's bookkeeping, and the sampling gate.
 
-import type { RunCounts, RunLifecycle, StfReady } from '../messaging/codec.js';
+import type { RunLifecycle, StfReady } from '../messaging/codec.js';
 import { DEFAULT_MAX_RUNS, DEFAULT_RUN_IDLE_TIMEOUT_S } from '../messaging/limits.js';
+import { emptyCounts, type RunCounts, SIZE_EDGES } from './counts.js';
+import type { Tally } from './tally.js';
+
+// src/agent imports these from here.
+export { emptyCounts, SIZE_EDGES } from './counts.js';
 
 export type Phase = 'imminent' | 'physics' | 'standby' | 'ended';
 
@@ -14,11 +19,12 @@ export interface RunInfo {
   announced: boolean;
   state: string | null;
   substate: string | null;
-  counts: RunCounts;
+  /** The bookkeeping below is RunStates' alone: changed through its methods (countAttempt, record, ...). */
+  readonly counts: Readonly<RunCounts>;
   /** Sample sizes: counts per bucket of SIZE_EDGES (for fastmon_summary). */
-  sizeHistogram: number[];
+  readonly sizeHistogram: readonly number[];
   /** Error codes seen in this run, with their counts. */
-  errors: Record<string, number>;
+  readonly errors: Readonly<Record<string, number>>;
   firstSeen: Date;
   endedAt: Date | null;
   /** `total_stf_files` of end_run: how many STFs the run announced (null: not said). */
@@ -31,6 +37,13 @@ export interface RunInfo {
   lastSeen: number;
   /** Closed because nothing came for the idle timeout, not by end_run. */
   timedOut: boolean;
+}
+
+/** A run as RunStates holds it: the only place its bookkeeping is writable. */
+interface Run extends RunInfo {
+  counts: RunCounts;
+  sizeHistogram: number[];
+  errors: Record<string, number>;
 }
 
 export interface RunBounds {
@@ -69,9 +82,13 @@ const IMPLIED: Record<string, [string, string] | null> = {
  * nor the summaries it publishes every cycle), and a run that stays silent for the idle timeout
  * is closed (expireIdle), as if its end_run had been lost. A run refused at the cap is counted;
  * its STFs are still sampled, only without per-run counts.
+ *
+ * The bookkeeping is this class's alone: a run's counts, sample-size histogram and error tally,
+ * and the totals over all runs, change only through countAttempt, countLate, record and takeBack;
+ * everyone else reads them (the scheduler fills a Tally per attempt and hands it over).
  */
 export class RunStates {
-  private readonly runs = new Map<string, RunInfo>();
+  private readonly runs = new Map<string, Run>();
   /**
    * STF names per run, for the distinct count and to tell a late STF from a redelivered one; kept
    * as long as the run is remembered (KEEP_ENDED ended runs).
@@ -80,6 +97,8 @@ export class RunStates {
   private readonly waiters = new Map<string, Set<() => void>>();
   /** Runs not tracked because maxRuns were tracked already. */
   refused = 0;
+  /** Counts over all runs, including STFs whose message names no run or whose run was refused. */
+  private readonly sums: RunCounts = emptyCounts();
   private readonly bounds: RunBounds;
 
   constructor(bounds: Partial<RunBounds> = {}) {
@@ -92,6 +111,10 @@ export class RunStates {
 
   get size(): number {
     return this.runs.size;
+  }
+
+  get totals(): Readonly<RunCounts> {
+    return this.sums;
   }
 
   get(runId: string): RunInfo | undefined {
@@ -109,6 +132,15 @@ export class RunStates {
     namespace: string | null = null,
     now = Date.now(),
   ): RunInfo | null {
+    return this.track(runId, executionId, namespace, now);
+  }
+
+  private track(
+    runId: string,
+    executionId: string | null,
+    namespace: string | null,
+    now: number,
+  ): Run | null {
     let run = this.runs.get(runId);
     if (!run) {
       if (this.runs.size >= this.bounds.maxRuns && !this.evictEnded()) {
@@ -153,7 +185,7 @@ export class RunStates {
    * summary is the caller's). They stay remembered like ended runs, within the same bound.
    */
   expireIdle(now = Date.now()): RunInfo[] {
-    const expired: RunInfo[] = [];
+    const expired: Run[] = [];
     for (const run of this.runs.values()) {
       if (run.phase === 'ended' || now - run.lastSeen < this.bounds.idleTimeoutMs) continue;
       run.phase = 'ended';
@@ -163,6 +195,53 @@ export class RunStates {
     }
     if (expired.length > 0) this.prune();
     return expired;
+  }
+
+  /** An attempt at an stf_ready of the run (null: of no tracked run); counted at once, never taken back. */
+  countAttempt(runId: string | null): void {
+    this.sums.stfAttempts++;
+    const run = runId ? this.runs.get(runId) : undefined;
+    if (run) run.counts.stfAttempts++;
+  }
+
+  /**
+   * A new STF of the run arrived after its final status. Like attempts, counted once and never
+   * taken back: only the first attempt sees the STF as new.
+   */
+  countLate(runId: string): void {
+    this.sums.stfsLate++;
+    const run = this.runs.get(runId);
+    if (run) run.counts.stfsLate++;
+  }
+
+  /**
+   * Adds what one attempt at an stf_ready counted to the totals and, when the run is tracked, to
+   * the run's counts, error tally and size histogram.
+   */
+  record(runId: string | null, tally: Tally): void {
+    this.add(runId, tally, 1);
+  }
+
+  /** Takes back a tally a retry supersedes (the retry counts instead); once, however often asked. */
+  takeBack(runId: string | null, tally: Tally): void {
+    if (tally.reverted) return;
+    tally.reverted = true;
+    this.add(runId, tally, -1);
+  }
+
+  private add(runId: string | null, tally: Tally, sign: 1 | -1): void {
+    const run = runId ? this.runs.get(runId) : undefined;
+    for (const [field, n] of Object.entries(tally.counts) as [keyof RunCounts, number][]) {
+      this.sums[field] += sign * n;
+      if (run) run.counts[field] += sign * n;
+    }
+    if (!run) return;
+    for (const [code, n] of Object.entries(tally.errors)) {
+      const left = (run.errors[code] ?? 0) + sign * n;
+      if (left > 0) run.errors[code] = left;
+      else delete run.errors[code];
+    }
+    for (const b of tally.buckets) run.sizeHistogram[b] = (run.sizeHistogram[b] ?? 0) + sign;
   }
 
   /** Forgets the oldest ended run to make room; false when every tracked run is active. */
@@ -180,7 +259,7 @@ export class RunStates {
   apply(msg: RunLifecycle): RunInfo | null {
     if (!msg.runId) return null;
     const wasEnded = this.runs.get(msg.runId)?.phase === 'ended';
-    const run = this.getOrCreate(msg.runId, msg.executionId, msg.namespace);
+    const run = this.track(msg.runId, msg.executionId, msg.namespace, Date.now());
     if (!run) return null;
     run.announced = true;
     if (msg.executionId) run.executionId = msg.executionId;
@@ -280,34 +359,4 @@ export class RunStates {
 function judge(state: string | null, substate: string | null, source: string): Gate {
   const ok = (state === null || state === 'run') && (substate === null || substate === 'physics');
   return { sample: ok, reason: `${source} is ${state ?? '?'}/${substate ?? '?'}` };
-}
-
-export function emptyCounts(): RunCounts {
-  return {
-    stfsReceived: 0,
-    stfsSampled: 0,
-    stfsSkipped: 0,
-    stfsFailed: 0,
-    stfsDuplicate: 0,
-    stfsWithoutFile: 0,
-    tfsRegistered: 0,
-    tfsExisting: 0,
-    tfsFailed: 0,
-    bytesSampled: 0,
-    stfAttempts: 0,
-    stfsLate: 0,
-  };
-}
-
-/**
- * Lower edges of the sample-size histogram: 0, then powers of two from 1 KiB to 1 TiB; the last
- * bucket is open-ended. Log buckets, because sample sizes span bytes (testbed JSON STFs) to
- * hundreds of MB (2 GB STFs).
- */
-export const SIZE_EDGES: readonly number[] = [0, ...Array.from({ length: 31 }, (_, i) => 1024 * 2 ** i)];
-
-export function sizeBucket(bytes: number): number {
-  let i = SIZE_EDGES.length - 1;
-  while (i > 0 && bytes < (SIZE_EDGES[i] as number)) i--;
-  return i;
 }

@@ -2,7 +2,7 @@
 
 import type { Agent } from '../agent/agent.js';
 import type { Config } from '../config/load.js';
-import { messageOf } from '../errors.js';
+import { isInputFault, messageOf, SKIP_REASONS } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { StfResult } from '../scheduler/scheduler.js';
 import type { Ledger } from './ledger.js';
@@ -39,12 +39,6 @@ export interface ScanContext {
   onProgress?: () => void;
 }
 
-/**
- * Failures that the same bytes will always produce are recorded, so a restart does not retry
- * them; failures of the monitor, the broker or the disk are not, so the next pass retries.
- */
-const PERMANENT = /^(STF_|PATH_|RUN_UNKNOWN)/;
-
 /** Scans `dirs` once. Resolves when every accepted file is handled. */
 export async function scanOnce(dirs: string[], ctx: ScanContext): Promise<void> {
   const { config } = ctx;
@@ -58,7 +52,10 @@ export async function scanOnce(dirs: string[], ctx: ScanContext): Promise<void> 
   for await (const entry of walk(dirs, { recursive: config.scan.recursive, match, signal: ctx.signal })) {
     if (entry.kind === 'skip') {
       ctx.counts.unreadable++;
-      ctx.logger.warn({ path: entry.path, reason: entry.reason }, `file skipped: ${entry.message}`);
+      ctx.logger.warn(
+        { path: entry.path, code: SKIP_REASONS[entry.reason], reason: entry.reason },
+        `file skipped: ${entry.message}`,
+      );
       ctx.onProgress?.();
       continue;
     }
@@ -116,7 +113,9 @@ export async function handleFile(
   ctx.onProgress?.();
   const complete =
     result.outcome === 'sampled' ? result.failed === 0 && (result.unbroadcast ?? 0) === 0 : true;
-  const permanent = result.outcome !== 'failed' || PERMANENT.test(result.error?.code ?? '');
+  // A failure the same bytes will always produce (the catalogue's inputFault) is recorded, so a
+  // restart does not retry it; one of the monitor, the broker or the disk is not: the next pass retries.
+  const permanent = result.outcome !== 'failed' || isInputFault(result.error?.code ?? '');
   if (complete && permanent) {
     const outcome =
       result.outcome === 'sampled' ? 'sampled' : result.outcome === 'failed' ? 'failed' : 'skipped';

@@ -5,6 +5,8 @@ import { type Dir, type Dirent, lstat as lstatCallback, type Stats, stat as stat
 import { opendir } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+// Skip reasons are the catalogue's (src/errors.ts), each filed under an error code.
+import type { SkipReason } from '../errors.js';
 
 export interface WalkFile {
   kind: 'file';
@@ -20,16 +22,6 @@ export interface WalkFile {
   ino: number;
   dev: number;
 }
-
-export type SkipReason =
-  | 'EACCES'
-  | 'ENOENT'
-  | 'ENOTDIR'
-  | 'ELOOP'
-  | 'NOT_UTF8'
-  | 'ZERO_BYTE'
-  | 'NOT_A_FILE'
-  | 'ERROR';
 
 export interface WalkSkip {
   kind: 'skip';

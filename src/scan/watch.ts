@@ -4,7 +4,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import watcher from '@parcel/watcher';
-import { messageOf } from '../errors.js';
+import { messageOf, SKIP_REASONS } from '../errors.js';
 import { handleFile, isUnchanged, type ScanContext, scanOnce } from './scan.js';
 import { compilePatterns, inShard, parseShard, withinLookback } from './select.js';
 import { walk } from './walk.js';
@@ -146,7 +146,10 @@ export class DirectoryWatcher {
     }
     if (before.size === 0) {
       this.ctx.counts.unreadable++;
-      this.ctx.logger.warn({ path: file, reason: 'ZERO_BYTE' }, 'file skipped: zero bytes');
+      this.ctx.logger.warn(
+        { path: file, code: SKIP_REASONS.ZERO_BYTE, reason: 'ZERO_BYTE' },
+        'file skipped: zero bytes',
+      );
       return;
     }
     if (!withinLookback(before.mtimeMs, Date.now(), this.ctx.config.scan.lookbackMinutes)) {

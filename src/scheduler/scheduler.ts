@@ -6,16 +6,17 @@ import type { Sample, StfTaskSuccess } from '../../workers/stf-task.js';
 import type { SamplingSettings } from '../config/load.js';
 import { type ErrorInfo, FastmonError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import { type RunCounts, type StfReady, tfFileRegistered } from '../messaging/codec.js';
+import { type StfReady, tfFileRegistered } from '../messaging/codec.js';
 import type { Metrics } from '../ops/metrics.js';
-import { emptyCounts, type RunStates, sizeBucket } from '../run/run-states.js';
+import type { RunCounts } from '../run/counts.js';
+import type { RunStates } from '../run/run-states.js';
+import { type Outcome, Tally } from '../run/tally.js';
 import type { Broadcaster } from '../sinks/broadcast.js';
 import type { Registrar, SampleRecord } from '../sinks/registrar.js';
 import type { StfExecutor } from './pool.js';
 import { RecentKeys } from './recent-keys.js';
-import { type Outcome, Tally } from './tally.js';
 
-export type { Outcome } from './tally.js';
+export type { Outcome } from '../run/tally.js';
 
 export interface StfResult {
   outcome: Outcome;
@@ -141,12 +142,15 @@ export class Scheduler {
   private readonly byRun = new Map<string, Set<Promise<StfResult>>>();
   private readonly all = new Set<Promise<StfResult>>();
   private readonly abort = new AbortController();
-  /** Counts over all runs, including STFs whose message names no run. */
-  readonly totals: RunCounts = emptyCounts();
 
   constructor(private readonly deps: SchedulerDeps) {
     // Every in-flight request listens on this one signal; thousands at once are expected.
     setMaxListeners(0, this.abort.signal);
+  }
+
+  /** Counts over all runs, including STFs whose message names no run (kept by RunStates). */
+  get totals(): Readonly<RunCounts> {
+    return this.deps.runs.totals;
   }
 
   get inFlight(): number {
@@ -178,7 +182,7 @@ export class Scheduler {
     // Counted before the promise settles: whoever waits for the run (settleRun) sees the counts.
     const promise = handled.then((result) => {
       result.tally = tally;
-      this.apply(tally, result.runId, 1);
+      this.deps.runs.record(result.runId, tally);
       if (!options.retryable) this.settled(result);
       return result;
     });
@@ -188,31 +192,13 @@ export class Scheduler {
 
   /** Takes back the counts of an attempt a retry supersedes (the retry counts instead). */
   revert(result: StfResult): void {
-    const tally = result.tally;
-    if (!tally || tally.reverted) return;
-    tally.reverted = true;
-    this.apply(tally, result.runId, -1);
+    if (result.tally) this.deps.runs.takeBack(result.runId, result.tally);
   }
 
   /** The delivery is settled with this attempt: its outcome goes to fastmon_stfs_total. */
   settled(result: StfResult): void {
     const outcome = result.tally?.outcome;
     if (outcome && !result.tally?.reverted) this.deps.metrics.stfs.inc({ outcome });
-  }
-
-  private apply(tally: Tally, runId: string | null, sign: 1 | -1): void {
-    const run = runId ? this.deps.runs.get(runId) : undefined;
-    for (const [field, n] of Object.entries(tally.counts) as [keyof RunCounts, number][]) {
-      this.totals[field] += sign * n;
-      if (run) run.counts[field] += sign * n;
-    }
-    if (!run) return;
-    for (const [code, n] of Object.entries(tally.errors)) {
-      const left = (run.errors[code] ?? 0) + sign * n;
-      if (left > 0) run.errors[code] = left;
-      else delete run.errors[code];
-    }
-    for (const b of tally.buckets) run.sizeHistogram[b] = (run.sizeHistogram[b] ?? 0) + sign;
   }
 
   /** Resolves when every STF of the run accepted so far is handled (for end_run). */
@@ -263,8 +249,7 @@ export class Scheduler {
     const { runs, metrics, logger } = this.deps;
     const run = stf.runId ? runs.getOrCreate(stf.runId, stf.executionId, stf.namespace) : null;
     // Attempts count at once and are never taken back; the rest is in the tally.
-    this.totals.stfAttempts++;
-    if (run) run.counts.stfAttempts++;
+    runs.countAttempt(run ? run.runId : null);
     metrics.stfAttempts.inc();
     tally.add('stfsReceived');
     const base = { stfFilename: stf.filename, runId: stf.runId, registered: 0, failed: 0 };
@@ -279,9 +264,7 @@ export class Scheduler {
     }
     const late = run !== null && runs.noteStf(run, baseName(stf.filename)) && run.finalSent;
     if (late && run) {
-      // Like attempts, counted once and never taken back: only the first attempt sees the STF as new.
-      this.totals.stfsLate++;
-      run.counts.stfsLate++;
+      runs.countLate(run.runId);
       metrics.stfsLate.inc();
       log.warn(
         { code: 'STF_AFTER_RUN_END', expected: run.expectedStfs, seen: run.stfsSeen },
@@ -533,7 +516,7 @@ export class Scheduler {
       tfFileId = registered.tfFileId;
       created = registered.created;
       metrics.tfsRegistered.inc({ created: String(registered.created) });
-      if (sample.fileSizeBytes !== null) tally.buckets.push(sizeBucket(sample.fileSizeBytes));
+      if (sample.fileSizeBytes !== null) tally.sample(sample.fileSizeBytes);
     } catch (err) {
       const code = err instanceof FastmonError ? err.code : 'MONITOR_UNAVAILABLE';
       if (code === 'MONITOR_UNAVAILABLE' && this.deps.defer) {
