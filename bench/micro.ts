@@ -10,10 +10,10 @@ import { createLogger, silentLogger } from '../src/log/logger.js';
 import { MonitorLogShipper } from '../src/log/monitor-logs.js';
 import { decodeMessage, tfFileRegistered } from '../src/messaging/codec.js';
 import { FrameFilter } from '../src/messaging/frame-filter.js';
+import { fastMonFileRow, type SampleRecord } from '../src/monitor/rows.js';
 import { RecentKeys } from '../src/scheduler/recent-keys.js';
 import { sampleRecord } from '../src/scheduler/scheduler.js';
 import { CatalogRegistrar } from '../src/sinks/catalog.js';
-import { type SampleRecord, toRow } from '../src/sinks/registrar.js';
 import { Store } from '../src/store/store.js';
 import { sampleStf, type TfSample, tfFilename } from '../workers/sampler.js';
 import { readStfHeader } from '../workers/stf-reader.js';
@@ -48,7 +48,7 @@ export async function micro(): Promise<Row[]> {
   const payloads = (s: TfSample, i: number) => {
     const record = benchRecord(s, 'swf.101993.000001.stf');
     return {
-      row: toRow(record),
+      row: fastMonFileRow(record),
       body: tfFileRegistered({
         ...record,
         processedBy: 'swf-fastmon-bench',
@@ -77,7 +77,7 @@ export async function micro(): Promise<Row[]> {
     JSON.stringify({
       kind: 'fastmon_file',
       tf_file_id: `00000000-0000-4000-8000-00000000000${i}`,
-      ...toRow(r),
+      ...fastMonFileRow(r),
       created_at: now,
       updated_at: now,
     }),
