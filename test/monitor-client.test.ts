@@ -173,7 +173,7 @@ describe('swf-monitor client', () => {
     double.fail({ path: '/fastmon-files/', method: 'POST', status: 201, body: row, times: 1 });
     await expect(monitor.createFastMonFile(toRowLike())).resolves.toMatchObject({
       tf_file_id: row.tf_file_id,
-      new_column: [1, 2],
+      tf_filename: row.tf_filename,
     });
     await monitor.http.close();
   });

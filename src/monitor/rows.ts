@@ -146,13 +146,14 @@ export function catalogStfRow(stf: StfRecord): StfRow {
   };
 }
 
-// What swf-monitor answers. Each schema names the fields fastmon reads, with the types DRF gives them,
-// and lets every other field through unchecked (swf-monitor adds columns; its JSON fields hold anything).
+// What swf-monitor answers. Each schema names the fields fastmon reads, with the types DRF gives them;
+// any other field is accepted unchecked and left out of the result (swf-monitor adds columns; its JSON
+// fields hold anything). Leaving them out is also the cheaper parse: a loose object copies every key.
 
 const int = z.number().int();
 const nullableInt = int.nullable();
 
-const fastMonFileAnswer = z.looseObject({
+const fastMonFileAnswer = z.object({
   tf_file_id: z.string(),
   stf_file: z.string(),
   tf_filename: z.string(),
@@ -161,12 +162,12 @@ const fastMonFileAnswer = z.looseObject({
   tf_count: nullableInt,
 });
 
-const runAnswer = z.looseObject({
+const runAnswer = z.object({
   run_id: int,
   run_number: int,
 });
 
-const stfFileAnswer = z.looseObject({
+const stfFileAnswer = z.object({
   stf_filename: z.string(),
   run: int,
   file_size_bytes: z.number().nullable(),
@@ -175,14 +176,14 @@ const stfFileAnswer = z.looseObject({
   tf_count: nullableInt.optional(),
 });
 
-const definitionAnswer = z.looseObject({
+const definitionAnswer = z.object({
   id: int,
   workflow_name: z.string(),
   version: z.string(),
 });
 
 /** `POST /api/state/next-agent-id/` answers `{agent_id, status}`; a digit string is taken as its number. */
-const agentIdAnswer = z.looseObject({
+const agentIdAnswer = z.object({
   agent_id: z.union([int, z.string().regex(/^\d+$/).transform(Number)]),
 });
 
