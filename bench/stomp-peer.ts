@@ -99,7 +99,9 @@ export class StompPeer {
             login: process.env.ACTIVEMQ_USER || 'admin',
             passcode: process.env.ACTIVEMQ_PASSWORD || 'admin',
             'accept-version': '1.2',
-            'heart-beat': '0,0',
+            // Heart-beats out: Artemis closes a connection silent for its 60 s connection TTL, and a
+            // consumer that only receives (auto-ack) is silent for the whole of a long run.
+            'heart-beat': '5000,0',
           },
           // The ceiling gets the agent's own write coalescing, so it stays a ceiling.
           connect: (options: net.NetConnectOpts, onConnected: () => void): net.Socket => {

@@ -37,7 +37,16 @@ export function uniqueTopic(label: string): string {
 }
 
 export class TestPeer {
-  private constructor(private readonly client: Client) {}
+  /** Why the peer's connection ended, if it did: its collectors fail with it instead of timing out. */
+  private lost: Error | null = null;
+  private readonly collectors: Collector[] = [];
+
+  private constructor(private readonly client: Client) {
+    client.on('error', (err) => {
+      this.lost = err;
+      for (const c of this.collectors) c.fail(err);
+    });
+  }
 
   /** Connects to the test broker; `port` picks another of its STOMP acceptors. */
   static async connect(port = brokerAddress().port): Promise<TestPeer> {
@@ -52,7 +61,10 @@ export class TestPeer {
             login: 'admin',
             passcode: 'admin',
             'accept-version': '1.1,1.2',
-            'heart-beat': '0,0',
+            // The peer sends heart-beats: a connection that is silent for the broker's connection TTL
+            // (60 s on Artemis) is closed by it, and a peer that only listens would then miss what a
+            // long test waits for.
+            'heart-beat': '5000,0',
           },
           // The peer sees everything the tests send the agent (a 100 KB header, 5,000 headers):
           // stompit's defaults (1,024-byte lines, 64 headers) would drop its connection.
@@ -62,7 +74,6 @@ export class TestPeer {
         (err, c) => (err ? reject(err) : resolve(c)),
       );
     });
-    client.on('error', () => {});
     return new TestPeer(client);
   }
 
@@ -78,6 +89,8 @@ export class TestPeer {
   /** Records every JSON message on a destination from now on. Resolves once the broker confirmed the SUBSCRIBE. */
   async collect(destination: string): Promise<Collector> {
     const collector = new Collector();
+    if (this.lost) collector.fail(this.lost);
+    this.collectors.push(collector);
     this.client.subscribe({ destination, ack: 'auto' }, (err, message) => {
       if (err) return;
       message.readString('utf-8', (e, text) => {
@@ -111,6 +124,14 @@ export class TestPeer {
 export class Collector {
   readonly messages: Received[] = [];
   private waiters: (() => void)[] = [];
+  private failure: Error | null = null;
+
+  /** The peer's connection ended: a wait that is not yet satisfied fails with this reason. */
+  fail(err: Error): void {
+    this.failure ??= err;
+    for (const w of this.waiters) w();
+    this.waiters = [];
+  }
 
   push(m: Received): void {
     this.messages.push(m);
@@ -125,6 +146,11 @@ export class Collector {
   async waitFor(predicate: (c: Collector) => boolean, timeoutMs = 15_000, what = 'condition'): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!predicate(this)) {
+      if (this.failure) {
+        throw new Error(
+          `the test peer's broker connection ended (${this.failure.message}) while waiting for ${what}; received ${this.messages.length} messages`,
+        );
+      }
       const left = deadline - Date.now();
       if (left <= 0) {
         throw new Error(
