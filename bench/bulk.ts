@@ -7,9 +7,8 @@
 import { Pool } from 'undici';
 import { KEYS } from '../src/config/keys.js';
 import { stfFilename } from '../src/gen/plan.js';
-import type { NewFastMonFile } from '../src/monitor/client.js';
+import { fastMonFileRow, type NewFastMonFile } from '../src/monitor/rows.js';
 import { sampleRecord } from '../src/scheduler/scheduler.js';
-import { toRow } from '../src/sinks/registrar.js';
 import { type BulkResult, type MonitorDouble, startMonitorDouble } from '../test/support/monitor-double.js';
 import { sampleStf } from '../workers/sampler.js';
 import { quick, type Row } from './common.js';
@@ -70,7 +69,7 @@ function agentRows(stfs: number): NewFastMonFile[] {
         { ...sample, checksum: null, file: null },
         'fastmon-agent-bench-1',
       );
-      rows.push(toRow(record));
+      rows.push(fastMonFileRow(record));
     }
   }
   return rows;

@@ -10,10 +10,10 @@ import { createLogger, silentLogger } from '../src/log/logger.js';
 import { MonitorLogShipper } from '../src/log/monitor-logs.js';
 import { decodeMessage, tfFileRegistered } from '../src/messaging/codec.js';
 import { FrameFilter } from '../src/messaging/frame-filter.js';
+import { fastMonFileRow, readAnswer, type SampleRecord } from '../src/monitor/rows.js';
 import { RecentKeys } from '../src/scheduler/recent-keys.js';
 import { sampleRecord } from '../src/scheduler/scheduler.js';
 import { CatalogRegistrar } from '../src/sinks/catalog.js';
-import { type SampleRecord, toRow } from '../src/sinks/registrar.js';
 import { Store } from '../src/store/store.js';
 import { sampleStf, type TfSample, tfFilename } from '../workers/sampler.js';
 import { readStfHeader } from '../workers/stf-reader.js';
@@ -48,7 +48,7 @@ export async function micro(): Promise<Row[]> {
   const payloads = (s: TfSample, i: number) => {
     const record = benchRecord(s, 'swf.101993.000001.stf');
     return {
-      row: toRow(record),
+      row: fastMonFileRow(record),
       body: tfFileRegistered({
         ...record,
         processedBy: 'swf-fastmon-bench',
@@ -77,7 +77,7 @@ export async function micro(): Promise<Row[]> {
     JSON.stringify({
       kind: 'fastmon_file',
       tf_file_id: `00000000-0000-4000-8000-00000000000${i}`,
-      ...toRow(r),
+      ...fastMonFileRow(r),
       created_at: now,
       updated_at: now,
     }),
@@ -94,6 +94,13 @@ export async function micro(): Promise<Row[]> {
     return (chunk: Buffer) => stream._transform(chunk, 'utf8', () => {});
   };
   const filter = direct(new FrameFilter());
+  // swf-monitor's answer to one FastMonFile POST, as it serializes the row (fields='__all__').
+  const answer = JSON.stringify({
+    ...(prebuilt[0] as { row: object }).row,
+    tf_file_id: '00000000-0000-4000-8000-000000000000',
+    created_at: now,
+    updated_at: now,
+  });
   const bench = new Bench(quick ? { time: 200, warmupTime: 50 } : { time: 1500 });
   bench
     .add('100 STOMP frames split at their NULs (baseline)', () => {
@@ -107,6 +114,12 @@ export async function micro(): Promise<Row[]> {
     })
     .add('decode + validate stf_ready', () => {
       decodeMessage(body);
+    })
+    .add('JSON.parse of a FastMonFile POST answer (baseline)', () => {
+      JSON.parse(answer);
+    })
+    .add('parse + check a FastMonFile POST answer', () => {
+      readAnswer('fastMonFile', JSON.parse(answer), 'POST /fastmon-files/');
     })
     .add('sample 7 ranges of a 1000-TF STF', () => {
       sampleStf(sampling);
@@ -168,6 +181,7 @@ export async function micro(): Promise<Row[]> {
       '100 STOMP frames split at their NULs (baseline)',
     ),
     row('decode + validate stf_ready', 'JSON.parse of stf_ready (baseline)'),
+    row('parse + check a FastMonFile POST answer', 'JSON.parse of a FastMonFile POST answer (baseline)'),
     row('sample 7 ranges of a 1000-TF STF', 'JSON.parse of stf_ready (baseline)'),
     row('STF header read', 'readFile of the STF (baseline)'),
     row('binary STF header + 1000-TF index read', 'read of the first 64 KiB of a binary STF (baseline)'),

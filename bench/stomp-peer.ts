@@ -2,7 +2,7 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
-import { coalesceStompitWrites } from '../src/messaging/coalesce.js';
+import { coalesceWrites } from '../src/messaging/coalesce.js';
 import { type StompitClient, stompit } from '../src/messaging/stompit.js';
 
 type Client = StompitClient;
@@ -90,7 +90,7 @@ export class StompPeer {
 
   static async connect(): Promise<StompPeer> {
     const client = await new Promise<Client>((resolve, reject) => {
-      const connecting = stompit.connect(
+      stompit.connect(
         {
           host: STOMP_HOST,
           port: stompPort(),
@@ -103,11 +103,15 @@ export class StompPeer {
             // consumer that only receives (auto-ack) is silent for the whole of a long run.
             'heart-beat': '5000,0',
           },
+          // The ceiling gets the agent's own write coalescing, so it stays a ceiling.
+          connect: (options: net.NetConnectOpts, onConnected: () => void): net.Socket => {
+            const socket = net.connect(options, onConnected);
+            coalesceWrites(socket);
+            return socket;
+          },
         },
         (err, c) => (err ? reject(err) : resolve(c)),
       );
-      // The ceiling gets the agent's own write coalescing, so it stays a ceiling.
-      coalesceStompitWrites(connecting);
     });
     client.on('error', () => {});
     return new StompPeer(client);

@@ -167,6 +167,61 @@ describe('swf-monitor client', () => {
     await monitor.http.close();
   });
 
+  it('reads an answer with fields it does not know, as swf-monitor adds columns', async () => {
+    const { monitor } = client();
+    const row = { ...toRowLike(), tf_file_id: 'a1b2c3d4-0000-4000-8000-000000000001', new_column: [1, 2] };
+    double.fail({ path: '/fastmon-files/', method: 'POST', status: 201, body: row, times: 1 });
+    await expect(monitor.createFastMonFile(toRowLike())).resolves.toMatchObject({
+      tf_file_id: row.tf_file_id,
+      tf_filename: row.tf_filename,
+    });
+    await monitor.http.close();
+  });
+
+  it('refuses a created row without its id with MONITOR_BAD_RESPONSE naming the field, not undefined later', async () => {
+    const { registrar } = client();
+    double.fail({
+      path: '/fastmon-files/',
+      method: 'POST',
+      status: 201,
+      body: { status: 'registered' },
+      times: 1,
+    });
+    const err = (await registrar.register(sample).catch((e: unknown) => e)) as FastmonError;
+    expect(err.code).toBe('MONITOR_BAD_RESPONSE');
+    expect(err.message).toMatch(/POST \/fastmon-files\/ answered a body fastmon cannot read \(tf_file_id: /);
+    expect(err.message).toContain('{"status":"registered"}');
+    await registrar.close();
+  });
+
+  it('refuses a list answer of another shape and a run id that is not a number', async () => {
+    const { monitor } = client();
+    double.fail({ path: '/runs/', method: 'GET', status: 200, body: { rows: [] }, times: 1 });
+    const list = (await monitor.findRun(101993).catch((e: unknown) => e)) as FastmonError;
+    expect(list.code).toBe('MONITOR_BAD_RESPONSE');
+    expect(list.message).toMatch(/GET \/runs\//);
+    double.fail({
+      path: '/runs/',
+      method: 'GET',
+      status: 200,
+      body: [{ run_id: 'seven', run_number: 101993 }],
+      times: 1,
+    });
+    const id = (await monitor.findRun(101993).catch((e: unknown) => e)) as FastmonError;
+    expect(id.code).toBe('MONITOR_BAD_RESPONSE');
+    expect(id.details?.issues).toEqual([expect.stringMatching(/^0\.run_id: /)]);
+    await monitor.http.close();
+  });
+
+  it('reads both list shapes: the plain array and the ?limit= page', async () => {
+    const { monitor } = client();
+    const page = { count: 1, next: null, previous: null, results: [{ ...toRowLike(), tf_file_id: 'x-1' }] };
+    double.fail({ path: '/fastmon-files/', method: 'GET', status: 200, body: page, times: 1 });
+    expect(await monitor.findFastMonFile(sample.tfFilename)).toMatchObject({ tf_file_id: 'x-1' });
+    expect(await monitor.findStfFile('swf.101993.000001.stf')).toMatchObject({ tf_count: 1000 });
+    await monitor.http.close();
+  });
+
   it('gets agent ids, registers the subscriber once and records heartbeats', async () => {
     const { monitor } = client();
     const a = await monitor.nextAgentId();

@@ -1,7 +1,8 @@
 // `gen --publish` as the workflow runner: a WorkflowDefinition and a WorkflowExecution row before any lifecycle message.
 
-import { FastmonError, isFastmonError } from '../errors.js';
+import { isFastmonError } from '../errors.js';
 import { alreadyExists, type MonitorClient } from '../monitor/client.js';
+import { readAnswer } from '../monitor/rows.js';
 
 /** The definition gen's executions point at (WorkflowDefinition is unique on name + version). */
 export const GEN_WORKFLOW = 'swf_fastmon_gen';
@@ -14,12 +15,6 @@ export interface ExecutionSpec {
   executedBy: string;
   parameters: Record<string, unknown>;
   startTime: Date;
-}
-
-interface DefinitionRow {
-  id: number;
-  workflow_name: string;
-  version: string;
 }
 
 /**
@@ -69,19 +64,17 @@ export async function endExecution(
 
 async function ensureDefinition(monitor: MonitorClient, spec: ExecutionSpec): Promise<number> {
   const find = async (): Promise<number | undefined> => {
-    const { body } = await monitor.http.request<DefinitionRow[] | { results: DefinitionRow[] }>(
-      'GET',
-      '/workflow-definitions/',
-      { query: { workflow_name: GEN_WORKFLOW, version: spec.version } },
-    );
-    const rows = Array.isArray(body) ? body : (body?.results ?? []);
+    const { body } = await monitor.http.request('GET', '/workflow-definitions/', {
+      query: { workflow_name: GEN_WORKFLOW, version: spec.version },
+    });
+    const rows = readAnswer('definitions', body, 'GET /workflow-definitions/');
     // Matched here, not trusted to the query: a list without that filter returns every definition.
     return rows.find((r) => r.workflow_name === GEN_WORKFLOW && r.version === spec.version)?.id;
   };
   const existing = await find();
   if (existing !== undefined) return existing;
   try {
-    const { body } = await monitor.http.request<DefinitionRow>('POST', '/workflow-definitions/', {
+    const { body } = await monitor.http.request('POST', '/workflow-definitions/', {
       body: {
         workflow_name: GEN_WORKFLOW,
         version: spec.version,
@@ -91,13 +84,7 @@ async function ensureDefinition(monitor: MonitorClient, spec: ExecutionSpec): Pr
         created_by: spec.executedBy,
       },
     });
-    if (!Number.isInteger(body?.id)) {
-      throw new FastmonError(
-        'MONITOR_BAD_RESPONSE',
-        `workflow-definitions POST returned no id: ${JSON.stringify(body)}`,
-      );
-    }
-    return body.id;
+    return readAnswer('definition', body, 'POST /workflow-definitions/').id;
   } catch (err) {
     // Another gen registered it meanwhile (unique name + version).
     if (!isFastmonError(err, 'MONITOR_REJECTED')) throw err;

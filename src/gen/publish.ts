@@ -5,6 +5,7 @@ import { pathToFileURL } from 'node:url';
 import type { Logger } from '../log/logger.js';
 import { localIsoTimestamp } from '../messaging/codec.js';
 import type { MonitorClient } from '../monitor/client.js';
+import { stfFileRow } from '../monitor/rows.js';
 import type { Broadcaster } from '../sinks/broadcast.js';
 import { endExecution, startExecution } from './execution.js';
 
@@ -132,22 +133,24 @@ export class DaqRole {
     stf: WrittenStf,
     checksum: string,
   ): Promise<void> {
-    const created = await monitor.ensureStfFile({
-      run: runPk,
-      stf_filename: path.basename(stf.path),
-      file_size_bytes: stf.sizeBytes,
-      checksum,
-      status: 'registered',
-      machine_state: this.o.state,
-      tf_count: stf.tfCount,
-      metadata: {
-        created_by: 'swf-fastmon gen',
+    // The example data agent's metadata (docs/testbed-interface.md, "Run, StfFile and FastMonFile").
+    const created = await monitor.ensureStfFile(
+      stfFileRow(runPk, {
+        stfFilename: path.basename(stf.path),
+        sizeBytes: stf.sizeBytes,
+        checksum,
+        tfCount: stf.tfCount,
+        state: this.o.state,
         substate: this.o.substate,
-        sequence: stf.sequence,
-        start: stf.start,
-        end: stf.end,
-      },
-    });
+        metadata: {
+          created_by: 'swf-fastmon gen',
+          substate: this.o.substate,
+          sequence: stf.sequence,
+          start: stf.start,
+          end: stf.end,
+        },
+      }),
+    );
     if (created) {
       this.registrations.stfCreated++;
     } else {

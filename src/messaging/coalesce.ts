@@ -3,11 +3,12 @@
 // stompit writes each frame as three chunks (command and headers, body, terminator) and waits for
 // each chunk's write callback before the next one, so every frame costs three write syscalls and
 // frames leave one at a time. On the 2-core VMs of the testbed that was the largest single cost of
-// the agent under load (BENCHMARKS.md). This sits between stompit's outgoing frame stream and the
-// transport socket: chunks are collected and acknowledged at once, and one write per turn sends
-// them all. Backpressure is kept: while the socket's buffer is over its high-water mark, write
+// the agent under load (BENCHMARKS.md). This sits in the transport socket's write(), which is all
+// stompit writes through: chunks are collected and acknowledged at once, and one write per turn
+// sends them all. Backpressure is kept: while the socket's buffer is over its high-water mark, write
 // callbacks wait for 'drain', and stompit stops producing.
 
+import type { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 
 type Callback = (err?: Error | null) => void;
@@ -19,8 +20,11 @@ export class CoalescingWriter {
   private blocked = false;
   /** Socket writes issued; for tests and the bench. */
   flushes = 0;
+  /** The socket's own write, kept before coalesceWrites puts this writer in its place. */
+  private readonly send: (data: Buffer) => boolean;
 
   constructor(private readonly socket: Writable) {
+    this.send = socket.write.bind(socket);
     socket.on('drain', () => {
       this.blocked = false;
       const callbacks = this.waiting;
@@ -52,24 +56,21 @@ export class CoalescingWriter {
     this.chunks = [];
     if (this.socket.destroyed || this.socket.writableEnded) return;
     this.flushes++;
-    if (!this.socket.write(data)) this.blocked = true;
+    if (!this.send(data)) this.blocked = true;
   }
 }
 
 /**
- * Puts a CoalescingWriter in front of the transport socket of a stompit client that has not
- * written anything yet (call it right after stompit.connect returns). Relies on two stompit
- * 1.0 internals, checked here so a different stompit fails loudly instead of silently.
+ * Makes `socket` send everything written to it in one event-loop turn as one write. For the
+ * transport a stompit connection is given through its documented `connect` option, before stompit
+ * has written anything: stompit writes its frames with the transport's write(), the stream contract
+ * it documents for a transport (a Duplex), so no stompit internals are involved.
+ * test/stompit-adapter.test.ts checks on a real connection that frames leave together.
  */
-export function coalesceStompitWrites(client: unknown): CoalescingWriter {
-  const output = (client as { _output?: { _destination?: Writable } })._output;
-  const socket = output?._destination;
-  if (!output || !socket || typeof socket.write !== 'function') {
-    throw new Error('stompit internals changed: client._output._destination is not a stream');
-  }
+export function coalesceWrites(socket: Socket): CoalescingWriter {
   // Writes are already gathered here; Nagle's algorithm would only hold the last one back.
-  (socket as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
+  socket.setNoDelay(true);
   const writer = new CoalescingWriter(socket);
-  (output as { _destination: unknown })._destination = writer;
+  socket.write = writer.write.bind(writer) as typeof socket.write;
   return writer;
 }

@@ -6,11 +6,17 @@ import { isIP, type NetConnectOpts, connect as netConnect, type Socket } from 'n
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { type ErrorCode, FastmonError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import { coalesceStompitWrites } from './coalesce.js';
+import { coalesceWrites } from './coalesce.js';
 import { type BrokerKind, brokerKindOf, type Window, windowHeaders } from './flow.js';
 import { CUT_HEADER, type FrameFilterLimits, filterInbound } from './frame-filter.js';
 import { DEFAULT_MAX_BODY_BYTES, FRAME_LIMITS, stompitParserLimits } from './limits.js';
-import { type StompitClient, type StompitFrame, type StompitSubscription, stompit } from './stompit.js';
+import {
+  type StompitClient,
+  type StompitFrame,
+  type StompitSubscription,
+  stompit,
+  subscribeWithReceipt,
+} from './stompit.js';
 
 // The slice of stompit 1.0 used here. @types/stompit lags the library (no `headers` on frames,
 // no heartbeat margins, a destroy() that needs an argument), so the shapes are declared here.
@@ -263,6 +269,7 @@ export class StompConnection extends EventEmitter {
       connect: (options: NetConnectOpts & ConnectionOptions, onConnected: () => void): Socket => {
         const socket = o.useSsl ? tlsConnect(options, onConnected) : netConnect(options, onConnected);
         filterInbound(socket, o.frameLimits ?? FRAME_LIMITS);
+        coalesceWrites(socket);
         return socket;
       },
     };
@@ -314,7 +321,6 @@ export class StompConnection extends EventEmitter {
     });
     // Errors before CONNECTED arrive through the callback; this catches anything after a failed one.
     client.on('error', () => {});
-    coalesceStompitWrites(client);
   }
 
   private onLost(client: Client, err: Error): void {
@@ -355,23 +361,21 @@ export class StompConnection extends EventEmitter {
       ...(sub.spec.window ? windowHeaders(this.kind, sub.spec.ack, sub.spec.window) : {}),
       ...sub.spec.headers,
     };
-    // stompit takes no receipt callback for SUBSCRIBE; its receipt table is used directly (pinned
-    // stompit 1.0) so that subscribers know when the broker has the subscription: messages sent to
-    // a topic before that are not delivered.
-    const internals = client as unknown as { _nextReceiptId: number; _receipts: Record<string, () => void> };
-    const receipt = String(internals._nextReceiptId++);
-    internals._receipts[receipt] = () => {
-      if (this.client !== client) return;
-      sub.confirmed = true;
-      this.emit('subscribed', sub.spec.destination);
-    };
-    headers.receipt = receipt;
     sub.confirmed = false;
-    sub.live = client.subscribe(headers, (err, message) => {
-      // On a dropped connection stompit calls every listener with the error; 'error' handles it.
-      if (err) return;
-      this.read(client, sub, message);
-    });
+    sub.live = subscribeWithReceipt(
+      client,
+      headers,
+      (err, message) => {
+        // On a dropped connection stompit calls every listener with the error; 'error' handles it.
+        if (err) return;
+        this.read(client, sub, message);
+      },
+      () => {
+        if (this.client !== client) return;
+        sub.confirmed = true;
+        this.emit('subscribed', sub.spec.destination);
+      },
+    );
   }
 
   /** Resolves once every subscription is confirmed by the broker on the current connection. */

@@ -1,55 +1,16 @@
-// swf-monitor's REST API as fastmon uses it: identity, subscriber, heartbeats, FastMonFile rows.
+// swf-monitor's REST API as fastmon uses it: identity, subscriber, heartbeats, FastMonFile rows (shapes in rows.ts).
 
-import { FastmonError, isFastmonError } from '../errors.js';
+import { isFastmonError } from '../errors.js';
 import type { MonitorHttp } from './http.js';
-
-/** A FastMonFile row as swf-monitor serializes it (fields='__all__', stf_file as its filename). */
-export interface FastMonFileRow {
-  tf_file_id: string;
-  stf_file: string;
-  tf_filename: string;
-  file_size_bytes: number | null;
-  checksum: string | null;
-  status: string;
-  metadata: Record<string, unknown> | null;
-  tf_first: number | null;
-  tf_last: number | null;
-  tf_count: number | null;
-  created_at?: string;
-  updated_at?: string;
-}
-
-export type NewFastMonFile = Omit<FastMonFileRow, 'tf_file_id' | 'created_at' | 'updated_at'>;
-
-/** A Run row (docs/testbed-interface.md, "Run, StfFile and FastMonFile"): `run_id` is the table's key, `run_number` the DAQ's. */
-export interface RunRow {
-  run_id: number;
-  run_number: number;
-  start_time?: string;
-  end_time?: string | null;
-}
-
-/** An StfFile row as swf-monitor returns it (the fields fastmon reads). */
-export interface StfFileRow {
-  stf_filename: string;
-  run: number;
-  file_size_bytes: number | null;
-  checksum: string | null;
-  /** TFs in the STF (swf-monitor >= 2026-04-01); no testbed producer fills it yet. */
-  tf_count?: number | null;
-}
-
-/** What fastmon sends for an StfFile row (docs/testbed-interface.md); `run` is the Run's `run_id`. */
-export interface NewStfFile {
-  run: number;
-  stf_filename: string;
-  file_size_bytes: number | null;
-  checksum: string | null;
-  status: 'registered';
-  machine_state: string;
-  tf_count: number | null;
-  metadata: Record<string, unknown>;
-}
+import {
+  type FastMonFileAnswer,
+  type NewFastMonFile,
+  type NewStfFile,
+  type RunAnswer,
+  readAnswer,
+  runRow,
+  type StfFileAnswer,
+} from './rows.js';
 
 /** The heartbeat body swf-common-lib's BaseAgent sends (docs/testbed-interface.md, "Agent identity and heartbeats"); other keys are ignored. */
 export interface HeartbeatBody {
@@ -72,18 +33,8 @@ export class MonitorClient {
 
   /** `POST /api/state/next-agent-id/` → the global sequence number in agent names. */
   async nextAgentId(signal?: AbortSignal): Promise<number> {
-    const { body } = await this.http.request<{ agent_id?: unknown }>('POST', '/state/next-agent-id/', {
-      body: {},
-      signal,
-    });
-    const id = Number(body?.agent_id);
-    if (!Number.isInteger(id)) {
-      throw new FastmonError(
-        'MONITOR_BAD_RESPONSE',
-        `next-agent-id returned no agent_id: ${JSON.stringify(body)}`,
-      );
-    }
-    return id;
+    const { body } = await this.http.request('POST', '/state/next-agent-id/', { body: {}, signal });
+    return readAnswer('agentId', body, 'POST /state/next-agent-id/').agent_id;
   }
 
   /** Subscriber row, as BaseAgent.run(); an existing row is fine. */
@@ -115,20 +66,14 @@ export class MonitorClient {
     await this.http.request('POST', '/systemagents/heartbeat/', { body, signal });
   }
 
-  async createFastMonFile(row: NewFastMonFile, signal?: AbortSignal): Promise<FastMonFileRow> {
+  async createFastMonFile(row: NewFastMonFile, signal?: AbortSignal): Promise<FastMonFileAnswer> {
     // tf_filename is unique: a repeated POST answers 400 and the registrar reads the row back.
-    const { body } = await this.http.request<FastMonFileRow>('POST', '/fastmon-files/', {
+    const { body } = await this.http.request('POST', '/fastmon-files/', {
       body: row,
       signal,
       idempotent: true,
     });
-    if (!body || typeof body.tf_file_id !== 'string') {
-      throw new FastmonError(
-        'MONITOR_BAD_RESPONSE',
-        `fastmon-files POST returned no tf_file_id: ${JSON.stringify(body)}`,
-      );
-    }
-    return body;
+    return readAnswer('fastMonFile', body, 'POST /fastmon-files/');
   }
 
   /**
@@ -146,21 +91,11 @@ export class MonitorClient {
     const existing = await this.findRun(runNumber, signal);
     if (existing) return { runId: existing.run_id, created: false };
     try {
-      const { body } = await this.http.request<RunRow>('POST', '/runs/', {
-        body: {
-          run_number: runNumber,
-          start_time: startTime.toISOString(),
-          run_conditions: runConditions ?? null,
-        },
+      const { body } = await this.http.request('POST', '/runs/', {
+        body: runRow(runNumber, startTime, runConditions),
         signal,
       });
-      if (!Number.isInteger(body?.run_id)) {
-        throw new FastmonError(
-          'MONITOR_BAD_RESPONSE',
-          `runs POST returned no run_id: ${JSON.stringify(body)}`,
-        );
-      }
-      return { runId: body.run_id, created: true };
+      return { runId: readAnswer('run', body, 'POST /runs/').run_id, created: true };
     } catch (err) {
       if (!alreadyExists(err, 'run_number')) throw err;
       const raced = await this.findRun(runNumber, signal);
@@ -169,10 +104,9 @@ export class MonitorClient {
     }
   }
 
-  async findRun(runNumber: number, signal?: AbortSignal): Promise<RunRow | undefined> {
-    const { body } = await this.http.request<RunRow[] | { results: RunRow[] }>('GET', '/runs/', { signal });
-    const rows = Array.isArray(body) ? body : (body?.results ?? []);
-    return rows.find((r) => Number(r.run_number) === runNumber);
+  async findRun(runNumber: number, signal?: AbortSignal): Promise<RunAnswer | undefined> {
+    const { body } = await this.http.request('GET', '/runs/', { signal });
+    return readAnswer('runs', body, 'GET /runs/').find((r) => r.run_number === runNumber);
   }
 
   /** Registers an STF; true when created, false when a row with its name was there already. */
@@ -187,26 +121,22 @@ export class MonitorClient {
   }
 
   /** The StfFile row with this name, or null (list shapes as for FastMonFile); `?stf_filename=` is exact. */
-  async findStfFile(stfFilename: string, signal?: AbortSignal): Promise<StfFileRow | null> {
-    const { body } = await this.http.request<StfFileRow[] | { results: StfFileRow[] }>('GET', '/stf-files/', {
+  async findStfFile(stfFilename: string, signal?: AbortSignal): Promise<StfFileAnswer | null> {
+    const { body } = await this.http.request('GET', '/stf-files/', {
       query: { stf_filename: stfFilename },
       signal,
     });
-    const rows = Array.isArray(body) ? body : (body?.results ?? []);
+    const rows = readAnswer('stfFiles', body, 'GET /stf-files/');
     return rows.find((r) => r.stf_filename === stfFilename) ?? null;
   }
 
   /** The row with this `tf_filename`, or null. Accepts both list shapes (plain and ?limit= paginated). */
-  async findFastMonFile(tfFilename: string, signal?: AbortSignal): Promise<FastMonFileRow | null> {
-    const { body } = await this.http.request<FastMonFileRow[] | { results: FastMonFileRow[] }>(
-      'GET',
-      '/fastmon-files/',
-      {
-        query: { tf_filename: tfFilename },
-        signal,
-      },
-    );
-    const rows = Array.isArray(body) ? body : (body?.results ?? []);
+  async findFastMonFile(tfFilename: string, signal?: AbortSignal): Promise<FastMonFileAnswer | null> {
+    const { body } = await this.http.request('GET', '/fastmon-files/', {
+      query: { tf_filename: tfFilename },
+      signal,
+    });
+    const rows = readAnswer('fastMonFiles', body, 'GET /fastmon-files/');
     // Before django-filter was global (swf-monitor < 2026-07-31) the filter was ignored and the
     // whole table came back: match the name ourselves rather than trust the first row.
     return rows.find((r) => r.tf_filename === tfFilename) ?? null;

@@ -31,9 +31,10 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
-export interface MonitorResponse<T> {
+/** The body is parsed JSON, unchecked: its shape is checked where it is read (rows.ts). */
+export interface MonitorResponse {
   status: number;
-  body: T;
+  body: unknown;
 }
 
 /**
@@ -61,11 +62,11 @@ export class MonitorHttp {
   }
 
   /** Throws MONITOR_REJECTED (4xx), MONITOR_REDIRECT (3xx), MONITOR_UNAVAILABLE (after retries). */
-  async request<T>(method: string, endpoint: string, opts: RequestOptions = {}): Promise<MonitorResponse<T>> {
+  async request(method: string, endpoint: string, opts: RequestOptions = {}): Promise<MonitorResponse> {
     const retries = opts.retry === false ? 0 : this.options.retries;
     let lastReason = '';
     for (let attempt = 0; ; attempt++) {
-      const outcome = await this.once<T>(method, endpoint, opts);
+      const outcome = await this.once(method, endpoint, opts);
       if (outcome.kind === 'done') return outcome.response;
       lastReason = outcome.reason;
       if (attempt >= retries || opts.signal?.aborted) break;
@@ -91,11 +92,11 @@ export class MonitorHttp {
     await this.pool.close();
   }
 
-  private async once<T>(
+  private async once(
     method: string,
     endpoint: string,
     opts: RequestOptions,
-  ): Promise<{ kind: 'done'; response: MonitorResponse<T> } | { kind: 'retry'; reason: string }> {
+  ): Promise<{ kind: 'done'; response: MonitorResponse } | { kind: 'retry'; reason: string }> {
     const started = performance.now();
     const label = endpointLabel(endpoint);
     const search = opts.query ? `?${new URLSearchParams(opts.query).toString()}` : '';
@@ -156,7 +157,7 @@ export class MonitorHttp {
         { method, endpoint, status, response: body },
       );
     }
-    return { kind: 'done', response: { status, body: body as T } };
+    return { kind: 'done', response: { status, body } };
   }
 }
 

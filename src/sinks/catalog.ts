@@ -2,6 +2,7 @@
 
 import { messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import { catalogSampleRow, catalogStfRow } from '../monitor/rows.js';
 import type { RegisterResult } from '../store/ops.js';
 import type { Store } from '../store/store.js';
 import {
@@ -32,23 +33,7 @@ export class CatalogRegistrar implements Registrar {
   }
 
   async register(sample: SampleRecord): Promise<Registered> {
-    const runId = sample.metadata.run_id;
-    const runNumber = typeof runId === 'string' && /^\d+$/.test(runId) ? Number(runId) : null;
-    const result = await this.store.write<RegisterResult>({
-      op: 'register',
-      row: {
-        stf_file: sample.stfFilename,
-        tf_filename: sample.tfFilename,
-        file_size_bytes: sample.fileSizeBytes,
-        checksum: sample.checksum,
-        status: 'registered',
-        metadata: JSON.stringify(sample.metadata),
-        tf_first: sample.tfFirst,
-        tf_last: sample.tfLast,
-        tf_count: sample.tfCount,
-        run_number: typeof runId === 'number' && Number.isSafeInteger(runId) ? runId : runNumber,
-      },
-    });
+    const result = await this.store.write<RegisterResult>({ op: 'register', row: catalogSampleRow(sample) });
     if (result.existing) {
       const conflict = describeConflict(result.existing, sample);
       if (conflict) {
@@ -67,26 +52,12 @@ export class CatalogRegistrar implements Registrar {
    * gets one anyway (same run). That saves the scan one commit per STF. A failure is logged.
    */
   ensureStf(stf: StfRecord): Promise<void> {
-    this.store
-      .write({
-        op: 'ensureStf',
-        stf: {
-          stf_filename: stf.stfFilename,
-          run_number: stf.runNumber,
-          file_size_bytes: stf.sizeBytes,
-          checksum: stf.checksum,
-          tf_count: stf.tfCount,
-          machine_state: stf.state ?? 'physics',
-          daq_substate: stf.substate,
-          metadata: JSON.stringify({ ...stf.metadata, substate: stf.substate }),
-        },
-      })
-      .catch((err: unknown) => {
-        this.logger.error(
-          { code: (err as { code?: string }).code ?? 'CATALOG_WRITE_FAILED', stf: stf.stfFilename },
-          `StfFile row not written: ${messageOf(err)}`,
-        );
-      });
+    this.store.write({ op: 'ensureStf', stf: catalogStfRow(stf) }).catch((err: unknown) => {
+      this.logger.error(
+        { code: (err as { code?: string }).code ?? 'CATALOG_WRITE_FAILED', stf: stf.stfFilename },
+        `StfFile row not written: ${messageOf(err)}`,
+      );
+    });
     return Promise.resolve();
   }
 

@@ -2,35 +2,17 @@
 
 import { FastmonError, isFastmonError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import { alreadyExists, type MonitorClient } from '../monitor/client.js';
 import {
-  alreadyExists,
-  type FastMonFileRow,
-  type MonitorClient,
-  type NewFastMonFile,
-} from '../monitor/client.js';
+  type FastMonFileAnswer,
+  fastMonFileRow,
+  type SampleRecord,
+  type StfRecord,
+  stfFileRow,
+} from '../monitor/rows.js';
 
-export interface SampleRecord {
-  stfFilename: string;
-  tfFilename: string;
-  tfFirst: number;
-  tfLast: number;
-  tfCount: number;
-  fileSizeBytes: number | null;
-  checksum: string | null;
-  metadata: Record<string, unknown>;
-}
-
-/** An STF found on disk, to be registered before its samples (swf-monitor requires the parent). */
-export interface StfRecord {
-  stfFilename: string;
-  runNumber: number;
-  sizeBytes: number | null;
-  checksum: string | null;
-  tfCount: number | null;
-  state: string | null;
-  substate: string | null;
-  metadata: Record<string, unknown>;
-}
+// The records a registrar takes are defined with the rows they become (src/monitor/rows.ts).
+export type { SampleRecord, StfRecord } from '../monitor/rows.js';
 
 export interface Registered {
   tfFileId: string;
@@ -49,20 +31,6 @@ export interface Registrar {
    */
   stfTfCount?(stfFilename: string, signal?: AbortSignal): Promise<number | null>;
   close(): Promise<void>;
-}
-
-export function toRow(s: SampleRecord): NewFastMonFile {
-  return {
-    stf_file: s.stfFilename,
-    tf_filename: s.tfFilename,
-    file_size_bytes: s.fileSizeBytes,
-    checksum: s.checksum,
-    status: 'registered',
-    metadata: s.metadata,
-    tf_first: s.tfFirst,
-    tf_last: s.tfLast,
-    tf_count: s.tfCount,
-  };
 }
 
 /**
@@ -87,7 +55,7 @@ export class MonitorRegistrar implements Registrar {
 
   async register(sample: SampleRecord, signal?: AbortSignal): Promise<Registered> {
     try {
-      const row = await this.client.createFastMonFile(toRow(sample), signal);
+      const row = await this.client.createFastMonFile(fastMonFileRow(sample), signal);
       return { tfFileId: row.tf_file_id, created: true };
     } catch (err) {
       if (!alreadyExists(err, 'tf_filename')) throw err;
@@ -115,7 +83,7 @@ export class MonitorRegistrar implements Registrar {
    * registered but whose id we lack: it is reported as MONITOR_UNAVAILABLE, so the sample waits
    * in the outbox and is tried again, rather than being taken for a refusal and dropped unannounced.
    */
-  private async findExisting(tfFilename: string, signal?: AbortSignal): Promise<FastMonFileRow | null> {
+  private async findExisting(tfFilename: string, signal?: AbortSignal): Promise<FastMonFileAnswer | null> {
     try {
       return await this.client.findFastMonFile(tfFilename, signal);
     } catch (err) {
@@ -139,19 +107,7 @@ export class MonitorRegistrar implements Registrar {
       this.runIds.set(stf.runNumber, runId);
       runId.catch(() => this.runIds.delete(stf.runNumber));
     }
-    await this.client.ensureStfFile(
-      {
-        run: await runId,
-        stf_filename: stf.stfFilename,
-        file_size_bytes: stf.sizeBytes,
-        checksum: stf.checksum,
-        status: 'registered',
-        machine_state: stf.state ?? 'physics',
-        tf_count: stf.tfCount,
-        metadata: { ...stf.metadata, substate: stf.substate },
-      },
-      signal,
-    );
+    await this.client.ensureStfFile(stfFileRow(await runId, stf), signal);
   }
 
   async close(): Promise<void> {
@@ -160,7 +116,7 @@ export class MonitorRegistrar implements Registrar {
 }
 
 export function describeConflict(
-  existing: Pick<FastMonFileRow, 'stf_file' | 'tf_first' | 'tf_last'>,
+  existing: Pick<FastMonFileAnswer, 'stf_file' | 'tf_first' | 'tf_last'>,
   s: SampleRecord,
 ) {
   if (existing.stf_file !== s.stfFilename) return `stf_file ${existing.stf_file} != ${s.stfFilename}`;

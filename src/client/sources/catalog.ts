@@ -5,7 +5,7 @@ import path from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
 import { FastmonError, messageOf } from '../../errors.js';
 import type { Logger } from '../../log/logger.js';
-import type { FastMonFileRow } from '../../monitor/client.js';
+import type { FastMonFileRow } from '../../monitor/rows.js';
 import { databaseFile } from '../../store/paths.js';
 import { type ClientMessage, parseObject, type Source, type SourceStatus, safeDeliver } from './source.js';
 import { catalogRowMessage, storeSource } from './store.js';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { FastmonError, messageOf } from '../../errors.js';
 import type { Logger } from '../../log/logger.js';
-import type { FastMonFileRow } from '../../monitor/client.js';
+import type { FastMonFileRow } from '../../monitor/rows.js';
 import { type ClientMessage, never, type Source, type SourceStatus, safeDeliver } from './source.js';
 
 export interface StoreSourceOptions {
