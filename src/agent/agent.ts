@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import type { Config } from '../config/load.js';
 import { FastmonError, isFastmonError, messageOf } from '../errors.js';
+import { REISSUE_HEADER, reissueHeaders } from '../inputs/reissue.js';
 import type { Logger } from '../log/logger.js';
 import type { MonitorLogShipper } from '../log/monitor-logs.js';
 import {
@@ -38,7 +39,6 @@ import { storeOptions } from '../store/paths.js';
 import { Store } from '../store/store.js';
 import { DeferredSamples } from './deferred.js';
 import { Heartbeats, type OperationalState, osUser } from './heartbeat.js';
-import { REISSUE_HEADER, reissueHeaders } from './reissue.js';
 import { RunEnds } from './run-end.js';
 import { Summaries } from './summaries.js';
 

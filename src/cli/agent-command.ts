@@ -2,10 +2,10 @@
 
 import { collectDefaultMetrics } from 'prom-client';
 import { Agent } from '../agent/agent.js';
-import { replayFile } from '../agent/replay.js';
 import { formatSummary } from '../agent/summary.js';
 import type { Config } from '../config/load.js';
 import { FastmonError, isFastmonError } from '../errors.js';
+import { replayFile } from '../inputs/replay.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { type MonitorLogShipper, monitorLogShipper } from '../log/monitor-logs.js';
 import { commandConfig, stopBoundMs, terminalNotifications } from './common.js';

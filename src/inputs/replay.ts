@@ -3,7 +3,7 @@
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Agent } from './agent.js';
+import type { Agent } from '../agent/agent.js';
 
 /**
  * Each non-empty line not starting with `#` is one message body, handled exactly as if it had
