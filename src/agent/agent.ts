@@ -6,6 +6,7 @@ import type { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import type { Config } from '../config/load.js';
+import { osUser } from '../config/os-user.js';
 import { FastmonError, isFastmonError, messageOf } from '../errors.js';
 import { REISSUE_HEADER, reissueHeaders } from '../inputs/reissue.js';
 import type { Logger } from '../log/logger.js';
@@ -34,13 +35,13 @@ import { Scheduler, type StfResult } from '../scheduler/scheduler.js';
 import { type Broadcaster, StompBroadcaster, StreamBroadcaster } from '../sinks/broadcast.js';
 import { CatalogRegistrar } from '../sinks/catalog.js';
 import { DbRegistrar } from '../sinks/db-registrar.js';
+import { DeferredSamples } from '../sinks/deferred-samples.js';
 import { MonitorRegistrar, type Registrar } from '../sinks/registrar.js';
 import { storeOptions } from '../store/paths.js';
 import { Store } from '../store/store.js';
-import { DeferredSamples } from './deferred.js';
-import { Heartbeats, type OperationalState, osUser } from './heartbeat.js';
+import { Heartbeats, type OperationalState } from './heartbeat.js';
 import { RunEnds } from './run-end.js';
-import { Summaries } from './summaries.js';
+import { RunSummaries } from './run-summaries.js';
 
 /** What becomes of a broker message once handled: acknowledged, or handled again later. */
 export type Verdict = 'ack' | 'retry';
@@ -99,7 +100,7 @@ export class Agent {
   /** The local store: the catalog without swf-monitor, the outbox with it, the ledger of scan and watch. */
   private store: Store | null = null;
   private deferred: DeferredSamples | null = null;
-  private summaries: Summaries | null = null;
+  private summaries: RunSummaries | null = null;
   private runEnds: RunEnds | null = null;
   private executor: StfExecutor | null = null;
   private scheduler: Scheduler | null = null;
@@ -336,7 +337,7 @@ export class Agent {
         .catch((err) => logger.warn({ err: { message: messageOf(err) } }, 'subscriber registration failed'));
     }
     this.heartbeats?.start();
-    this.summaries = new Summaries({
+    this.summaries = new RunSummaries({
       runs: this.runs,
       broadcaster,
       processedBy: () => this.name,

@@ -2,13 +2,13 @@
 
 import { collectDefaultMetrics } from 'prom-client';
 import { Agent } from '../agent/agent.js';
-import { formatSummary } from '../agent/summary.js';
 import type { Config } from '../config/load.js';
 import { FastmonError, isFastmonError } from '../errors.js';
 import { replayFile } from '../inputs/replay.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { type MonitorLogShipper, monitorLogShipper } from '../log/monitor-logs.js';
 import { commandConfig, stopBoundMs, terminalNotifications } from './common.js';
+import { endOfJobSummary } from './end-of-job.js';
 import { requireReadableFile } from './inputs.js';
 import { CONFIG_OPTIONS, type CommandSpec, commandHelp, keysExcept, parseCommandLine } from './options.js';
 import { runDirectories } from './scan-command.js';
@@ -89,7 +89,9 @@ async function runReplay(config: Config, file: string): Promise<number> {
     await agent.stop(stopping.name ? `received ${stopping.name}` : `replay of ${messages} messages finished`);
     stopping.dispose();
   }
-  process.stdout.write(formatSummary(agent.agentName, Date.now() - started, agent.totals, agent.runs.all()));
+  process.stdout.write(
+    endOfJobSummary(agent.agentName, Date.now() - started, agent.totals, agent.runs.all()),
+  );
   return stopping.name ? interruptedCode(stopping.name) : 0;
 }
 
@@ -118,6 +120,8 @@ async function runConsumer(config: Config): Promise<number> {
   const signal = await stopping.received;
   await agent.stop(`received ${signal}`);
   stopping.dispose();
-  process.stdout.write(formatSummary(agent.agentName, Date.now() - started, agent.totals, agent.runs.all()));
+  process.stdout.write(
+    endOfJobSummary(agent.agentName, Date.now() - started, agent.totals, agent.runs.all()),
+  );
   return 0;
 }

@@ -1,11 +1,11 @@
 // `swf-fastmon gen`: writes a synthetic run of binary STFs, optionally acting as the testbed's DAQ and data agent.
 
 import { readFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { writeStf } from '../../workers/stf-writer.js';
 import type { Config } from '../config/load.js';
+import { osUser } from '../config/os-user.js';
 import { FastmonError, isFastmonError } from '../errors.js';
 import { describeStf, PLAN_DEFAULTS, type PlanOptions, payloadFill, planStf } from '../gen/plan.js';
 import { DaqRole } from '../gen/publish.js';
@@ -213,10 +213,7 @@ async function connect(
   logger: Logger,
   signal: AbortSignal,
 ): Promise<{ role: DaqRole; close: () => Promise<void> }> {
-  const user = (process.env.USER || process.env.LOGNAME || userInfo().username || 'user').replace(
-    /[^\w.-]/g,
-    '_',
-  );
+  const user = osUser('user').replace(/[^\w.-]/g, '_');
   const sender = `fastmon-gen-${user}-${process.pid}`;
   const b = config.broker;
   const connection = new StompConnection({

@@ -1,7 +1,6 @@
 // `swf-fastmon scan DIR…` (one pass) and `swf-fastmon watch DIR…` (scan, then follow new files).
 
 import { Agent } from '../agent/agent.js';
-import { formatSummary } from '../agent/summary.js';
 import type { Config } from '../config/load.js';
 import { FastmonError, isFastmonError } from '../errors.js';
 import { Ledger } from '../inputs/ledger.js';
@@ -11,6 +10,7 @@ import { createLogger } from '../log/logger.js';
 import { storeOptions } from '../store/paths.js';
 import { Store } from '../store/store.js';
 import { commandConfig, stopBoundMs, terminalNotifications } from './common.js';
+import { endOfJobSummary } from './end-of-job.js';
 import { requireDirectory } from './inputs.js';
 import { CONFIG_OPTIONS, type CommandSpec, commandHelp, keysExcept, parseCommandLine } from './options.js';
 import { humanRate, ProgressLine } from './progress.js';
@@ -138,7 +138,9 @@ export async function runDirectories(
     await ledger.close();
     stopping.dispose();
   }
-  process.stdout.write(formatSummary(agent.agentName, Date.now() - started, agent.totals, agent.runs.all()));
+  process.stdout.write(
+    endOfJobSummary(agent.agentName, Date.now() - started, agent.totals, agent.runs.all()),
+  );
   process.stdout.write(`${scanLine(counts)}\n`);
   if (mode === 'scan' && stopping.name) return interruptedCode(stopping.name);
   return mode === 'scan' && counts.failed + counts.unreadable > 0 && config.scan.failExit ? 1 : 0;

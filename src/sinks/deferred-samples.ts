@@ -7,11 +7,11 @@ import { tfFileRegistered } from '../messaging/codec.js';
 import { alreadyExists } from '../monitor/client.js';
 import type { Metrics } from '../ops/metrics.js';
 import type { DeferredSample } from '../scheduler/scheduler.js';
-import type { Broadcaster } from '../sinks/broadcast.js';
-import { Outbox } from '../sinks/outbox.js';
-import { OutboxDrainer } from '../sinks/outbox-drainer.js';
-import type { Registrar } from '../sinks/registrar.js';
 import type { Store } from '../store/store.js';
+import type { Broadcaster } from './broadcast.js';
+import { Outbox } from './outbox.js';
+import { OutboxDrainer } from './outbox-drainer.js';
+import type { Registrar } from './registrar.js';
 
 export interface DeferredDeps {
   config: Config;
