@@ -3,7 +3,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { Agent } from '../src/agent/agent.js';
+import { buildAgent } from '../src/agent/agent.js';
 import { loadConfig } from '../src/config/load.js';
 import { stfFilename } from '../src/gen/plan.js';
 import { silentLogger } from '../src/log/logger.js';
@@ -27,7 +27,7 @@ async function endToEnd(stfs: number, inline: boolean, workers: number): Promise
     ]),
   });
   const sink = new Writable({ write: (_c, _e, cb) => cb() });
-  const agent = new Agent({ config, logger: silentLogger(), stdout: sink, consume: false, inline });
+  const agent = await buildAgent({ config, logger: silentLogger(), stdout: sink, consume: false, inline });
   await agent.start();
   const started = performance.now();
   const work: Promise<unknown>[] = [];

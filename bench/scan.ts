@@ -4,13 +4,13 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, linkSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { Agent } from '../src/agent/agent.js';
+import { buildAgent } from '../src/agent/agent.js';
 import { loadConfig } from '../src/config/load.js';
+import { Ledger } from '../src/inputs/ledger.js';
+import { emptyScanCounts, scanOnce } from '../src/inputs/scan.js';
+import { compilePatterns } from '../src/inputs/select.js';
+import { walk } from '../src/inputs/walk.js';
 import { silentLogger } from '../src/log/logger.js';
-import { Ledger } from '../src/scan/ledger.js';
-import { emptyScanCounts, scanOnce } from '../src/scan/scan.js';
-import { compilePatterns } from '../src/scan/select.js';
-import { walk } from '../src/scan/walk.js';
 import { storeOptions } from '../src/store/paths.js';
 import { Store } from '../src/store/store.js';
 import { quick, type Row, scratch } from './common.js';
@@ -95,7 +95,7 @@ async function endToEnd(tree: string, files: number): Promise<Row[]> {
     ]),
   });
   const sink = new Writable({ write: (_c, _e, cb) => cb() });
-  const agent = new Agent({ config, logger: silentLogger(), stdout: sink, consume: false });
+  const agent = await buildAgent({ config, logger: silentLogger(), stdout: sink, consume: false });
   await agent.start();
   const ledger = new Ledger(await Store.acquire(storeOptions(config, silentLogger())), true);
   const counts = emptyScanCounts();
@@ -107,14 +107,20 @@ async function endToEnd(tree: string, files: number): Promise<Row[]> {
     if (atTenth === 0 && counts.seen >= files / 10) atTenth = rss;
   }, 100);
   const started = performance.now();
-  await scanOnce([tree], { agent, ledger, config, logger: silentLogger(), counts });
+  await scanOnce([tree], { scheduler: agent.scheduler, ledger, config, logger: silentLogger(), counts });
   const elapsed = (performance.now() - started) / 1000;
   clearInterval(sampler);
   const atEnd = process.memoryUsage().rss;
   if (counts.sampled !== files) throw new Error(`scan sampled ${counts.sampled} of ${files}`);
   const again = emptyScanCounts();
   const secondStarted = performance.now();
-  await scanOnce([tree], { agent, ledger, config, logger: silentLogger(), counts: again });
+  await scanOnce([tree], {
+    scheduler: agent.scheduler,
+    ledger,
+    config,
+    logger: silentLogger(),
+    counts: again,
+  });
   const secondS = (performance.now() - secondStarted) / 1000;
   if (again.already !== files)
     throw new Error(`second pass found ${again.already} of ${files} in the ledger`);

@@ -6,11 +6,11 @@ import { pathToFileURL } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isFastmonError } from '../src/errors.js';
-import { Ledger, type LedgerRecord } from '../src/scan/ledger.js';
+import { Ledger, type LedgerRecord } from '../src/inputs/ledger.js';
 import { Store } from '../src/store/store.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
-const COMPILED_LEDGER = path.join(ROOT, 'dist/src/scan/ledger.js');
+const COMPILED_LEDGER = path.join(ROOT, 'dist/src/inputs/ledger.js');
 const COMPILED_STORE = path.join(ROOT, 'dist/src/store/store.js');
 const dirs: string[] = [];
 

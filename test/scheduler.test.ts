@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RunEnds } from '../src/agent/run-end.js';
-import { Summaries } from '../src/agent/summaries.js';
+import { RunSummaries } from '../src/agent/run-summaries.js';
 import { loadConfig, type SamplingSettings } from '../src/config/load.js';
 import { FastmonError } from '../src/errors.js';
 import type { LifecycleType, RunLifecycle, StfReady } from '../src/messaging/codec.js';
@@ -71,7 +71,7 @@ interface Pipeline {
   scheduler: Scheduler;
   registrar: MemoryRegistrar;
   broadcaster: MemoryBroadcaster;
-  summaries: Summaries;
+  summaries: RunSummaries;
   runEnds: RunEnds;
   metrics: Metrics;
   logs: CapturedLogs;
@@ -102,7 +102,7 @@ function pipeline(
     logger: logs.logger,
     metrics,
   });
-  const summaries = new Summaries({
+  const summaries = new RunSummaries({
     runs,
     broadcaster,
     processedBy: () => AGENT,

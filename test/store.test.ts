@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/load.js';
 import { isFastmonError } from '../src/errors.js';
-import { Ledger } from '../src/scan/ledger.js';
+import { Ledger } from '../src/inputs/ledger.js';
 import { CatalogRegistrar } from '../src/sinks/catalog.js';
 import { Outbox } from '../src/sinks/outbox.js';
 import type { SampleRecord } from '../src/sinks/registrar.js';

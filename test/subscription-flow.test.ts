@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_REISSUES, reissueHeaders } from '../src/agent/reissue.js';
+import { MAX_REISSUES, reissueHeaders } from '../src/inputs/reissue.js';
 import { brokerKindOf, windowHeaders } from '../src/messaging/flow.js';
 import { FRAME_HEADER_ALLOWANCE } from '../src/messaging/limits.js';
 import { planSubscriptions, sharedTopicOf } from '../src/messaging/subscriptions.js';

@@ -27,8 +27,8 @@ import {
   parseShard,
   type Shard,
   withinLookback,
-} from '../src/scan/select.js';
-import { type WalkEntry, type WalkFile, type WalkOptions, type WalkSkip, walk } from '../src/scan/walk.js';
+} from '../src/inputs/select.js';
+import { type WalkEntry, type WalkFile, type WalkOptions, type WalkSkip, walk } from '../src/inputs/walk.js';
 
 const temps: string[] = [];
 afterAll(() => {
@@ -412,7 +412,7 @@ async function collectAsNobody(root: string): Promise<WalkEntry[]> {
     chmodSync(parent, (statSync(parent).mode & 0o7777) | 0o055);
     parent = path.dirname(parent);
   }
-  const source = readFileSync(new URL('../src/scan/walk.ts', import.meta.url), 'utf8');
+  const source = readFileSync(new URL('../src/inputs/walk.ts', import.meta.url), 'utf8');
   const js = ts.transpileModule(source, {
     compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
   }).outputText;

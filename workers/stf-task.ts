@@ -69,7 +69,7 @@ export type StfTaskResult = StfTaskSuccess | StfTaskFailure;
 
 export default async function runStfTask(task: StfTask): Promise<StfTaskResult> {
   try {
-    return await process(task);
+    return await sampleStfTask(task);
   } catch (err) {
     if (err instanceof FastmonError) return { ok: false, error: err.toInfo() };
     // Anything else is a bug in a reader; report it rather than kill the worker.
@@ -77,7 +77,7 @@ export default async function runStfTask(task: StfTask): Promise<StfTaskResult> 
   }
 }
 
-async function process(task: StfTask): Promise<StfTaskSuccess> {
+async function sampleStfTask(task: StfTask): Promise<StfTaskSuccess> {
   const { location, notFound } = await locateStf(
     { fileUrl: task.fileUrl, filename: task.filename },
     task.dataRoots,

@@ -1,6 +1,6 @@
 // Heartbeats to swf-monitor as swf-common-lib's BaseAgent sends them: at start, on a timer, on change, EXITED last.
 
-import { hostname, userInfo } from 'node:os';
+import { hostname } from 'node:os';
 import { messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { HeartbeatBody, MonitorClient } from '../monitor/client.js';
@@ -110,14 +110,5 @@ export class Heartbeats {
         'heartbeat failed',
       );
     }
-  }
-}
-
-/** The OS user name in agent names (`fastmon-agent-<user>-<id>`), as BaseAgent's getpass.getuser(). */
-export function osUser(): string {
-  try {
-    return process.env.USER || process.env.LOGNAME || userInfo().username || 'unknown';
-  } catch {
-    return 'unknown';
   }
 }

@@ -7,14 +7,14 @@ import { fastmonStatus, type RunClosing } from '../messaging/codec.js';
 import type { Metrics } from '../ops/metrics.js';
 import type { RunInfo, RunStates } from '../run/run-states.js';
 import type { Broadcaster } from '../sinks/broadcast.js';
-import type { Summaries } from './summaries.js';
+import type { RunSummaries } from './run-summaries.js';
 
 export interface RunEndDeps {
   runs: RunStates;
   /** Resolves when every STF of the run accepted so far is handled. */
   settleRun: (runId: string) => Promise<void>;
   broadcaster: Broadcaster;
-  summaries: () => Summaries | null;
+  summaries: () => RunSummaries | null;
   processedBy: () => string;
   graceS: number;
   logger: Logger;

@@ -1,18 +1,10 @@
 // `swf-fastmon agent`: the message-driven agent (broker or --replay), stopped by the shared signal handling.
 
-import { collectDefaultMetrics } from 'prom-client';
-import { Agent } from '../agent/agent.js';
-import { replayFile } from '../agent/replay.js';
-import { formatSummary } from '../agent/summary.js';
-import type { Config } from '../config/load.js';
-import { FastmonError, isFastmonError } from '../errors.js';
-import { createLogger, type Logger } from '../log/logger.js';
-import { type MonitorLogShipper, monitorLogShipper } from '../log/monitor-logs.js';
-import { commandConfig, stopBoundMs, terminalNotifications } from './common.js';
+import { FastmonError } from '../errors.js';
+import { commandConfig } from './common.js';
 import { requireReadableFile } from './inputs.js';
 import { CONFIG_OPTIONS, type CommandSpec, commandHelp, keysExcept, parseCommandLine } from './options.js';
-import { runDirectories } from './scan-command.js';
-import { interruptedCode, onStopSignals } from './signals.js';
+import { runConsumer, runDirectories, runReplay } from './run-agent.js';
 
 export const AGENT: CommandSpec = {
   name: 'agent',
@@ -42,7 +34,7 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
   const config = commandConfig(line);
   if (!config) return 0;
   if (config.agent.mode === 'continuous') {
-    // The original agent's continuous mode, made real: watch directories instead of stf_ready.
+    // The original agent's continuous mode, made real: the agent fed by watched directories instead of stf_ready.
     if (config.scan.watchDirs.length === 0) {
       throw new FastmonError(
         'CONFIG_INVALID',
@@ -53,71 +45,11 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
   }
   const replay = line.values.replay;
   if (typeof replay === 'string') return runReplay(config, requireReadableFile(replay, '--replay'));
-  return runConsumer(config);
-}
-
-/** The agent's logger; with swf-monitor configured its records also go to AppLog (monitor.log_level). */
-function agentLogger(config: Config): { logger: Logger; logShipper?: MonitorLogShipper } {
-  const shipper = monitorLogShipper(config);
-  const ship = shipper ? { shipper, level: config.monitor.logLevel } : undefined;
-  return { logger: createLogger({ level: config.agent.logLevel, ship }), logShipper: shipper ?? undefined };
-}
-
-async function runReplay(config: Config, file: string): Promise<number> {
-  const { logger, logShipper } = agentLogger(config);
-  const stopping = onStopSignals({
-    graceMs: stopBoundMs(config),
-    notify: (text) => logger.warn(text),
-  });
-  const agent = new Agent({
-    config,
-    logger,
-    consume: false,
-    logShipper,
-    input: 'replay',
-    formatNotification: terminalNotifications(),
-  });
-  const started = Date.now();
-  let messages = 0;
-  try {
-    await agent.start(stopping.signal);
-    messages = await replayFile(agent, file, config.agent.maxInFlight * 2, stopping.signal);
-    await agent.idle();
-  } catch (err) {
-    if (!isFastmonError(err, 'SHUTDOWN')) throw err;
-  } finally {
-    await agent.stop(stopping.name ? `received ${stopping.name}` : `replay of ${messages} messages finished`);
-    stopping.dispose();
-  }
-  process.stdout.write(formatSummary(agent.agentName, Date.now() - started, agent.totals, agent.runs.all()));
-  return stopping.name ? interruptedCode(stopping.name) : 0;
-}
-
-async function runConsumer(config: Config): Promise<number> {
   if (!config.broker.host) {
     throw new FastmonError(
       'CONFIG_INVALID',
       'broker.host (ACTIVEMQ_HOST) is empty: message mode needs a broker; set it, or use --replay FILE',
     );
   }
-  const { logger, logShipper } = agentLogger(config);
-  const stopping = onStopSignals({ graceMs: stopBoundMs(config), notify: (text) => logger.warn(text) });
-  const agent = new Agent({ config, logger, logShipper, input: 'broker' });
-  // Process-wide figures (RSS, heap, event-loop lag) belong to the process, so only the command adds them.
-  collectDefaultMetrics({ register: agent.metrics.registry });
-  const started = Date.now();
-  try {
-    await agent.start(stopping.signal);
-  } catch (err) {
-    if (!isFastmonError(err, 'SHUTDOWN')) {
-      await agent.stop('start-up failed');
-      stopping.dispose();
-      throw err;
-    }
-  }
-  const signal = await stopping.received;
-  await agent.stop(`received ${signal}`);
-  stopping.dispose();
-  process.stdout.write(formatSummary(agent.agentName, Date.now() - started, agent.totals, agent.runs.all()));
-  return 0;
+  return runConsumer(config);
 }

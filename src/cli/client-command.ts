@@ -3,7 +3,13 @@
 import { Dashboard } from '../client/dashboard.js';
 import { formatLine, formatOther, useColor } from '../client/line.js';
 import { listenForQuit } from '../client/quit-keys.js';
-import { type ClientMessage, catalogSource, type Source, sseSource, stompSource } from '../client/sources.js';
+import {
+  type ClientMessage,
+  catalogSource,
+  type Source,
+  sseSource,
+  stompSource,
+} from '../client/sources/index.js';
 import { ClientStats } from '../client/stats.js';
 import { formatSummary, summaryObject } from '../client/summary.js';
 import { createLogger } from '../log/logger.js';

@@ -1,18 +1,16 @@
 // `swf-fastmon gen`: writes a synthetic run of binary STFs, optionally acting as the testbed's DAQ and data agent.
 
 import { readFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { writeStf } from '../../workers/stf-writer.js';
+import { brokerConnection, monitorClient } from '../agent/wiring.js';
 import type { Config } from '../config/load.js';
+import { osUser } from '../config/os-user.js';
 import { FastmonError, isFastmonError } from '../errors.js';
 import { describeStf, PLAN_DEFAULTS, type PlanOptions, payloadFill, planStf } from '../gen/plan.js';
 import { DaqRole } from '../gen/publish.js';
 import { createLogger, type Logger } from '../log/logger.js';
-import { StompConnection } from '../messaging/stomp.js';
-import { MonitorClient } from '../monitor/client.js';
-import { MonitorHttp } from '../monitor/http.js';
 import { StompBroadcaster } from '../sinks/broadcast.js';
 import { commandConfig } from './common.js';
 import { ensureOutputDirectory } from './inputs.js';
@@ -213,27 +211,11 @@ async function connect(
   logger: Logger,
   signal: AbortSignal,
 ): Promise<{ role: DaqRole; close: () => Promise<void> }> {
-  const user = (process.env.USER || process.env.LOGNAME || userInfo().username || 'user').replace(
-    /[^\w.-]/g,
-    '_',
-  );
+  const user = osUser('user').replace(/[^\w.-]/g, '_');
   const sender = `fastmon-gen-${user}-${process.pid}`;
   const b = config.broker;
-  const connection = new StompConnection({
-    host: b.host,
-    port: b.port,
-    user: b.user,
-    password: b.password,
-    useSsl: b.useSsl,
-    caFile: b.sslCaCerts,
-    heartbeatMs: b.heartbeatMs,
-    clientId: sender,
-    reconnectMaxMs: b.reconnectMaxMs,
-    logger,
-  });
-  const monitor = config.monitor.url
-    ? new MonitorClient(new MonitorHttp({ ...config.monitor, logger }))
-    : null;
+  const connection = brokerConnection(config, { clientId: sender, logger });
+  const monitor = monitorClient(config, logger);
   const close = async () => {
     await connection.close();
     await monitor?.http.close();

@@ -1,7 +1,7 @@
 // Every configuration key: where it comes from (flag, env, TOML), its default, and how it is checked.
 
+import { compilePatterns, parseShard } from '../inputs/select.js';
 import { DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RUNS, DEFAULT_RUN_IDLE_TIMEOUT_S } from '../messaging/limits.js';
-import { compilePatterns, parseShard } from '../scan/select.js';
 
 /**
  * The table is the single source of truth: the loader, `--print-config`, each command's `--help`

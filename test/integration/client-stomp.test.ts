@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
-import { type ClientMessage, type Source, stompSource } from '../../src/client/sources.js';
+import { type ClientMessage, type Source, stompSource } from '../../src/client/sources/index.js';
 import { TestPeer, uniqueTopic } from '../support/broker.js';
 import { captureLogs } from '../support/logs.js';
 

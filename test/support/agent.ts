@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { Agent } from '../../src/agent/agent.js';
+import { type Agent, buildAgent } from '../../src/agent/agent.js';
 import { AGENT } from '../../src/cli/agent-command.js';
 import { parseCommandLine } from '../../src/cli/options.js';
 import { type Config, loadConfig } from '../../src/config/load.js';
@@ -75,7 +75,7 @@ export async function startTestAgent(options: TestAgentOptions = {}): Promise<Te
       cb();
     },
   });
-  const agent = new Agent({
+  const agent = await buildAgent({
     config,
     logger: options.logger ?? logs.logger,
     stdout: out,

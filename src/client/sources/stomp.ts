@@ -1,7 +1,7 @@
 // The client's STOMP source: one auto-ack subscription on the broker, msg_type filtered after parsing.
 
 import { randomUUID } from 'node:crypto';
-import { userInfo } from 'node:os';
+import { osUser } from '../../config/os-user.js';
 import { FastmonError, messageOf } from '../../errors.js';
 import { StompConnection, type StompOptions } from '../../messaging/stomp.js';
 import {
@@ -125,14 +125,5 @@ function connect(options: StompOptions): StompConnection {
       { caFile: options.caFile },
       { cause: err },
     );
-  }
-}
-
-/** The OS account, as testbed agent names use it; the broker login where the OS will not say. */
-function osUser(fallback: string): string {
-  try {
-    return userInfo().username || fallback;
-  } catch {
-    return fallback;
   }
 }

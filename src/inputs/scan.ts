@@ -1,10 +1,12 @@
-// One pass over STF directories: walk, filter (pattern, age, shard, ledger), feed the agent in bounded batches.
+// One pass over STF directories: walk, filter (pattern, age, shard, ledger), feed the scheduler in bounded batches.
 
-import type { Agent } from '../agent/agent.js';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { Config } from '../config/load.js';
 import { isInputFault, messageOf, SKIP_REASONS } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import type { StfResult } from '../scheduler/scheduler.js';
+import { runFromFilename, type StfReady } from '../messaging/codec.js';
+import type { Scheduler, StfResult } from '../scheduler/scheduler.js';
 import type { Ledger } from './ledger.js';
 import { compilePatterns, inShard, parseShard, withinLookback } from './select.js';
 import { walk } from './walk.js';
@@ -29,7 +31,8 @@ export function emptyScanCounts(): ScanCounts {
 }
 
 export interface ScanContext {
-  agent: Agent;
+  /** Where the files found go: the same pipeline as an stf_ready from the broker. */
+  scheduler: Pick<Scheduler, 'submit'>;
   ledger: Ledger;
   config: Config;
   logger: Logger;
@@ -85,7 +88,29 @@ export function isUnchanged(ledger: Ledger, file: string, size: number, mtimeMs:
 }
 
 /**
- * Hands one complete file to the agent and records the outcome in the ledger. With `recording`, the
+ * An STF found on disk as the stf_ready nobody sent: nobody announced it, so the scheduler
+ * registers its Run and StfFile in swf-monitor before the samples (`registerStf`).
+ */
+export function diskStf(file: string): StfReady {
+  const name = path.basename(file);
+  return {
+    msgType: 'stf_ready',
+    runId: runFromFilename(name),
+    executionId: null,
+    namespace: null,
+    state: null,
+    substate: null,
+    filename: name,
+    fileUrl: pathToFileURL(file).href,
+    sizeBytes: null,
+    checksum: null,
+    sequence: null,
+    tfCount: null,
+  };
+}
+
+/**
+ * Hands one complete file to the scheduler and records the outcome in the ledger. With `recording`, the
  * ledger write is left there instead of awaited: the file's samples are committed by then, and a
  * ledger record lost to a crash only means the file is read again (its samples are not registered
  * twice: tf_filename is unique). The slot is free one commit earlier, which is what a scan waits on.
@@ -97,7 +122,7 @@ export async function handleFile(
   ctx: ScanContext,
   recording?: Set<Promise<void>>,
 ): Promise<void> {
-  const result: StfResult = await ctx.agent.handleDiskStf(file);
+  const result: StfResult = await ctx.scheduler.submit(diskStf(file), `file:${file}`, { registerStf: true });
   switch (result.outcome) {
     case 'sampled':
       if (result.failed > 0 || (result.unbroadcast ?? 0) > 0) ctx.counts.failed++;

@@ -1,9 +1,10 @@
-// Replays messages from a JSON-lines file through the agent: the embedded default and demos.
+// Replay as an input: the messages of a JSON-lines file, each handled as if it had come from the broker.
 
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Agent } from './agent.js';
+import type { Scheduler } from '../scheduler/scheduler.js';
+import type { MessageIntake } from './messages.js';
 
 /**
  * Each non-empty line not starting with `#` is one message body, handled exactly as if it had
@@ -11,7 +12,8 @@ import type { Agent } from './agent.js';
  * file is replayed in bounded memory.
  */
 export async function replayFile(
-  agent: Agent,
+  intake: MessageIntake,
+  scheduler: Pick<Scheduler, 'inFlight' | 'queued'>,
   file: string,
   maxQueued: number,
   signal?: AbortSignal,
@@ -22,16 +24,17 @@ export async function replayFile(
   let number = 0;
   let messages = 0;
   for await (const line of lines) {
-    // A stop signal ends the reading; what was handed to the agent is drained by its stop().
+    // A stop signal ends the reading; what was handed over is drained by the agent's stop().
     if (signal?.aborted) break;
     number++;
     const text = line.trim();
     if (text === '' || text.startsWith('#')) continue;
     messages++;
-    const work = agent.handleMessage(text, `${name}:${number}`);
+    const work = intake.handleMessage(text, `${name}:${number}`);
     pending.add(work);
     void work.finally(() => pending.delete(work));
-    while (agent.busy >= maxQueued && pending.size > 0) await Promise.race(pending);
+    while (scheduler.inFlight + scheduler.queued >= maxQueued && pending.size > 0)
+      await Promise.race(pending);
   }
   await Promise.all(pending);
   return messages;

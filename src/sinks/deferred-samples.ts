@@ -6,12 +6,18 @@ import type { Logger } from '../log/logger.js';
 import { tfFileRegistered } from '../messaging/codec.js';
 import { alreadyExists } from '../monitor/client.js';
 import type { Metrics } from '../ops/metrics.js';
-import type { DeferredSample } from '../scheduler/scheduler.js';
-import type { Broadcaster } from '../sinks/broadcast.js';
-import { Outbox } from '../sinks/outbox.js';
-import { OutboxDrainer } from '../sinks/outbox-drainer.js';
-import type { Registrar } from '../sinks/registrar.js';
 import type { Store } from '../store/store.js';
+import type { Broadcaster } from './broadcast.js';
+import { Outbox } from './outbox.js';
+import { OutboxDrainer } from './outbox-drainer.js';
+import type { Registrar, SampleRecord } from './registrar.js';
+
+/** A sample swf-monitor could not take, with the run it belongs to (the scheduler's DeferredSample). */
+export interface DeferredSample {
+  record: SampleRecord;
+  runId: string | null;
+  executionId: string | null;
+}
 
 export interface DeferredDeps {
   config: Config;

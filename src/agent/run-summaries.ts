@@ -7,7 +7,7 @@ import type { Metrics } from '../ops/metrics.js';
 import { type RunInfo, type RunStates, SIZE_EDGES } from '../run/run-states.js';
 import type { Broadcaster } from '../sinks/broadcast.js';
 
-export interface SummaryDeps {
+export interface RunSummaryDeps {
   runs: RunStates;
   broadcaster: Broadcaster;
   processedBy: () => string;
@@ -28,12 +28,12 @@ interface Previous {
  * Rates are over the last cycle (counts now minus counts at the previous summary), so a crew
  * sees a stall within one cycle. A run is active from its first message until end_run.
  */
-export class Summaries {
+export class RunSummaries {
   private timer: NodeJS.Timeout | null = null;
   private readonly previous = new Map<string, Previous>();
   private publishing: Promise<void> = Promise.resolve();
 
-  constructor(private readonly deps: SummaryDeps) {}
+  constructor(private readonly deps: RunSummaryDeps) {}
 
   start(): void {
     // Idle runs are closed even when summaries are off, so run state stays bounded either way.

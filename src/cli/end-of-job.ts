@@ -1,9 +1,9 @@
-// The end-of-job summary printed to stdout: per run and in total, in words an operator reads at a glance.
+// The end-of-job summary of agent, scan and watch printed to stdout: per run and in total, in words an operator reads at a glance.
 
 import type { RunCounts } from '../messaging/codec.js';
 import type { RunInfo } from '../run/run-states.js';
 
-export function formatSummary(
+export function endOfJobSummary(
   agentName: string,
   elapsedMs: number,
   totals: RunCounts,
