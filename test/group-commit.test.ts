@@ -1,7 +1,7 @@
 // Group commit: what decides when a batch is written, and what a failure of one batch touches.
 
 import { describe, expect, it } from 'vitest';
-import { GroupCommit, type ItemResult } from '../src/sinks/group-commit.js';
+import { GroupCommit, type ItemResult, Lanes } from '../src/sinks/group-commit.js';
 
 function recorder(delayMs = 5, fail?: (items: number[]) => unknown) {
   const batches: number[][] = [];
@@ -69,5 +69,35 @@ describe('group commit', () => {
     expect(String((settled[1] as PromiseRejectedResult).reason)).toMatch(/bad -2/);
     expect(String((settled[3] as PromiseRejectedResult).reason)).toMatch(/connection lost/);
     expect(gc.stats).toEqual({ batches: 2, items: 6 });
+  });
+
+  it('group commits sharing lanes never write more batches at once than there are lanes, and cut a batch only when one is free', async () => {
+    const lanes = new Lanes(1);
+    let writing = 0;
+    let maxWriting = 0;
+    const batches: string[][] = [];
+    const write = async (items: string[]): Promise<ItemResult<string>[]> => {
+      batches.push(items);
+      maxWriting = Math.max(maxWriting, ++writing);
+      await new Promise((r) => setTimeout(r, 20));
+      writing--;
+      return items.map((value) => ({ ok: true, value }));
+    };
+    const samples = new GroupCommit({ write, maxItems: 100, maxDelayMs: 0, concurrency: lanes });
+    const lookups = new GroupCommit({ write, maxItems: 100, maxDelayMs: 0, concurrency: lanes });
+    const pending = [samples.add('s0')];
+    await new Promise((r) => setTimeout(r, 2));
+    // While the samples' batch holds the only lane, lookups arrive one turn after another.
+    for (let i = 1; i <= 5; i++) {
+      pending.push(lookups.add(`l${i}`));
+      await new Promise((r) => setImmediate(r));
+    }
+    pending.push(samples.add('s1'));
+    await Promise.all(pending);
+    expect(maxWriting).toBe(1);
+    // Every lookup waited for the lane and went in one batch, not one batch each queued behind it.
+    expect(batches).toContainEqual(['l1', 'l2', 'l3', 'l4', 'l5']);
+    expect(batches.flat().sort()).toEqual(['l1', 'l2', 'l3', 'l4', 'l5', 's0', 's1']);
+    expect(batches).toHaveLength(3);
   });
 });
