@@ -124,6 +124,7 @@ interface SampleRow {
 /** A 400 as swf-monitor answers it, so the agent treats both paths' refusals alike. */
 function rejected(field: string, message: string): FastmonError {
   return new FastmonError('MONITOR_REJECTED', `swf-monitor database refused ${field}: ${message}`, {
+    method: 'SQL',
     status: 400,
     response: { [field]: [message] },
   });
