@@ -99,7 +99,9 @@ export class StompPeer {
             login: process.env.ACTIVEMQ_USER || 'admin',
             passcode: process.env.ACTIVEMQ_PASSWORD || 'admin',
             'accept-version': '1.2',
-            'heart-beat': '0,0',
+            // The peer sends a heart-beat every 10 s: a subscriber that only receives is otherwise closed by
+            // Artemis after its 60 s connection TTL, which a loaded machine's latency step outlasts.
+            'heart-beat': '10000,0',
           },
         },
         (err, c) => (err ? reject(err) : resolve(c)),
