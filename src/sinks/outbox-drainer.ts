@@ -172,8 +172,9 @@ export class OutboxDrainer<P = void> {
    * so an entry is never in two replays at the same time.
    */
   private async replayBatch(batch: OutboxEntry[], signal: AbortSignal): Promise<Failure | null> {
+    // async: a prepare step that throws instead of rejecting fails its entry, not the loop.
     const prepared = batch.map((entry) =>
-      this.replay.prepare(entry.payload, signal).then(
+      (async () => this.replay.prepare(entry.payload, signal))().then(
         (value) => ({ ok: true as const, value }),
         (err: unknown) => ({ ok: false as const, err }),
       ),
