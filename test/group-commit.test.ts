@@ -1,6 +1,6 @@
 // Group commit: what decides when a batch is written, and what a failure of one batch touches.
 
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { GroupCommit, type ItemResult, Lanes } from '../src/sinks/group-commit.js';
 
 function recorder(delayMs = 5, fail?: (items: number[]) => unknown) {
@@ -76,28 +76,36 @@ describe('group commit', () => {
     let writing = 0;
     let maxWriting = 0;
     const batches: string[][] = [];
+    const release: Array<() => void> = [];
+    // Each batch is written until the test releases it: no timing involved.
     const write = async (items: string[]): Promise<ItemResult<string>[]> => {
       batches.push(items);
       maxWriting = Math.max(maxWriting, ++writing);
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise<void>((r) => release.push(r));
       writing--;
       return items.map((value) => ({ ok: true, value }));
     };
+    const turn = () => new Promise((r) => setImmediate(r));
     const samples = new GroupCommit({ write, maxItems: 100, maxDelayMs: 0, concurrency: lanes });
     const lookups = new GroupCommit({ write, maxItems: 100, maxDelayMs: 0, concurrency: lanes });
     const pending = [samples.add('s0')];
-    await new Promise((r) => setTimeout(r, 2));
+    await vi.waitFor(() => expect(batches).toHaveLength(1));
     // While the samples' batch holds the only lane, lookups arrive one turn after another.
     for (let i = 1; i <= 5; i++) {
       pending.push(lookups.add(`l${i}`));
-      await new Promise((r) => setImmediate(r));
+      await turn();
     }
     pending.push(samples.add('s1'));
-    await Promise.all(pending);
+    await turn();
+    expect(batches).toHaveLength(1);
+    release.shift()?.();
+    // The lane goes to the other group commit first (round robin), which writes all it gathered.
+    await vi.waitFor(() => expect(batches).toHaveLength(2));
+    release.shift()?.();
+    await vi.waitFor(() => expect(batches).toHaveLength(3));
+    release.shift()?.();
+    expect(await Promise.all(pending)).toEqual(['s0', 'l1', 'l2', 'l3', 'l4', 'l5', 's1']);
+    expect(batches).toEqual([['s0'], ['l1', 'l2', 'l3', 'l4', 'l5'], ['s1']]);
     expect(maxWriting).toBe(1);
-    // Every lookup waited for the lane and went in one batch, not one batch each queued behind it.
-    expect(batches).toContainEqual(['l1', 'l2', 'l3', 'l4', 'l5']);
-    expect(batches.flat().sort()).toEqual(['l1', 'l2', 'l3', 'l4', 'l5', 's0', 's1']);
-    expect(batches).toHaveLength(3);
   });
 });
