@@ -3,14 +3,19 @@
 
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
 import { KEYS } from '../src/config/keys.js';
 import { stfFilename } from '../src/gen/plan.js';
 import { silentLogger } from '../src/log/logger.js';
 import { sampleRecord } from '../src/scheduler/scheduler.js';
 import { DbRegistrar } from '../src/sinks/db-registrar.js';
+import { Outbox } from '../src/sinks/outbox.js';
+import { OutboxDrainer } from '../src/sinks/outbox-drainer.js';
 import type { SampleRecord } from '../src/sinks/registrar.js';
+import { Store } from '../src/store/store.js';
 import { MONITOR_DDL } from '../test/support/monitor-schema.js';
 import { adminQuery, dropDatabase } from '../test/support/pg-admin.js';
 import { sampleStf } from '../workers/sampler.js';
@@ -221,6 +226,73 @@ async function rowsScenario(url: string): Promise<Row[]> {
 
 const SAMPLES_PER_STF = SETTINGS.tfFilesPerStf;
 
+/**
+ * After an outage: the outbox's entries replayed into PostgreSQL one at a time (how the drainer
+ * worked before, and still does through REST) and in batches of batch_rows through the registrar's
+ * group commit, as the agent does with the database registrar. Entries per second, announcing nothing.
+ */
+async function outboxScenario(url: string): Promise<Row[]> {
+  const pool = new pg.Pool({ connectionString: url, max: 1 });
+  const stfs = quick ? 150 : 300;
+  const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-bench-outbox-'));
+  const rates: Record<string, { rate: number; statements: number }> = {};
+  try {
+    let run = 820001;
+    for (const batchSize of [1, keyDefault('monitor_db.batch_rows')]) {
+      const names = Array.from({ length: stfs }, (_, i) => stfFilename(run, i + 1));
+      await seedRun(pool, run, names);
+      const rows = records(run++, stfs);
+      const store = await Store.acquire({ file: path.join(dir, `outbox-${batchSize}.sqlite`) });
+      const outbox = await Outbox.open(store, { maxBytes: 2 ** 30, owned: true });
+      await Promise.all(rows.map((r) => outbox.append(r)));
+      const registrar = await DbRegistrar.open({
+        url,
+        batchRows: keyDefault('monitor_db.batch_rows'),
+        flushMs: keyDefault('monitor_db.flush_ms'),
+        connections: keyDefault('monitor_db.connections'),
+        timeoutMs: keyDefault('monitor_db.timeout_ms'),
+        logger: silentLogger(),
+      });
+      const drainer = new OutboxDrainer(
+        outbox,
+        { prepare: (payload) => registrar.register(payload as SampleRecord), finish: async () => {} },
+        { batchSize },
+      );
+      const started = performance.now();
+      drainer.start();
+      while (outbox.depth > 0) await new Promise((r) => setTimeout(r, 10));
+      rates[batchSize] = {
+        rate: rows.length / ((performance.now() - started) / 1000),
+        statements: registrar.batches.batches,
+      };
+      await drainer.close();
+      await outbox.close();
+      await registrar.close();
+    }
+  } finally {
+    await pool.end();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const [one, batched] = Object.values(rates) as [(typeof rates)[string], (typeof rates)[string]];
+  const entries = stfs * SAMPLES_PER_STF;
+  return [
+    {
+      name: `postgres: outbox drain, one entry at a time (${entries} entries, ${one.statements} statements)`,
+      value: one.rate,
+      unit: 'entries/s',
+      baseline: '-',
+      ratio: 1,
+    },
+    {
+      name: `postgres: outbox drain, in batches (${entries} entries, ${batched.statements} statements)`,
+      value: batched.rate,
+      unit: 'entries/s',
+      baseline: 'one at a time',
+      ratio: batched.rate / one.rate,
+    },
+  ];
+}
+
 /** The agent end to end through ActiveMQ: REST to the double against PostgreSQL, and the p99 at 200/s. */
 async function endToEnd(url: string): Promise<Row[]> {
   await requireBroker();
@@ -327,10 +399,15 @@ async function endToEnd(url: string): Promise<Row[]> {
   return rows;
 }
 
-/** FASTMON_BENCH_PG_PARTS: some of rows, latency, throughput (for profiling one); all by default. */
+/** FASTMON_BENCH_PG_PARTS: some of rows, outbox, latency, throughput (for profiling one); all by default. */
 function pgParts(): string[] {
   return (
-    process.env.FASTMON_BENCH_PG_PARTS?.split(',').map((p) => p.trim()) ?? ['rows', 'latency', 'throughput']
+    process.env.FASTMON_BENCH_PG_PARTS?.split(',').map((p) => p.trim()) ?? [
+      'rows',
+      'outbox',
+      'latency',
+      'throughput',
+    ]
   );
 }
 
@@ -340,6 +417,7 @@ export async function postgres(): Promise<Row[]> {
     const parts = pgParts();
     return [
       ...(parts.includes('rows') ? await rowsScenario(db.url) : []),
+      ...(parts.includes('outbox') ? await outboxScenario(db.url) : []),
       ...(parts.some((p) => p === 'latency' || p === 'throughput') ? await endToEnd(db.url) : []),
     ];
   } finally {

@@ -1,11 +1,18 @@
 // The PostgreSQL registrar against a real PostgreSQL: same rows as the REST path, batches, refusals.
 
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { isDefinitiveRefusal } from '../src/sinks/deferred-samples.js';
 import { isFastmonError } from '../src/errors.js';
 import { MonitorClient } from '../src/monitor/client.js';
 import { MonitorHttp } from '../src/monitor/http.js';
 import { DbRegistrar, type DbRegistrarOptions } from '../src/sinks/db-registrar.js';
+import { Outbox } from '../src/sinks/outbox.js';
+import { OutboxDrainer } from '../src/sinks/outbox-drainer.js';
 import { MonitorRegistrar, type SampleRecord, type StfRecord } from '../src/sinks/registrar.js';
+import { Store } from '../src/store/store.js';
 import { captureLogs } from './support/logs.js';
 import { type MonitorDouble, startMonitorDouble } from './support/monitor-double.js';
 import { MONITOR_DDL } from './support/monitor-schema.js';
@@ -79,10 +86,22 @@ afterEach(async () => {
   for (const r of opened.splice(0)) await r.close().catch(() => {});
   await db.pool.query('TRUNCATE swf_fastmon_files, swf_stf_files, swf_runs CASCADE');
 });
+const dirs: string[] = [];
 afterAll(async () => {
   await double?.close();
   await db?.drop();
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
+
+/** An outbox in a fresh store, holding these samples in this order. */
+async function outboxOf(records: SampleRecord[]): Promise<Outbox> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'fastmon-db-outbox-'));
+  dirs.push(dir);
+  const store = await Store.acquire({ file: path.join(dir, 'fastmon.sqlite') });
+  const outbox = await Outbox.open(store, { maxBytes: 64 << 20, owned: true });
+  await Promise.all(records.map((r) => outbox.append(r)));
+  return outbox;
+}
 
 describe('the PostgreSQL registrar', () => {
   it('writes the FastMonFile rows swf-monitor would have written through its API, field by field', async () => {
@@ -246,6 +265,7 @@ describe('the PostgreSQL registrar', () => {
       const err = (s as PromiseRejectedResult).reason;
       expect(isFastmonError(err, 'MONITOR_REJECTED')).toBe(true);
       expect(err.details).toEqual({
+        method: 'SQL',
         status: 400,
         response: { stf_file: [`Object with stf_filename=${stfName(9)} does not exist.`] },
       });
@@ -329,6 +349,50 @@ describe('the PostgreSQL registrar', () => {
     }
     const back = await Promise.all(samples(1).map((r) => direct.register(r)));
     expect(back.every((r) => r.created)).toBe(true);
+  });
+});
+
+describe('the outbox replayed into PostgreSQL', () => {
+  it("drains many STFs' samples in a few shared statements, announcing them in order, reusing rows already written", async () => {
+    const seqs = Array.from({ length: 40 }, (_, i) => i + 1);
+    await seedStfs(db.pool, RUN, seqs.map(stfName));
+    const direct = await dbRegistrar();
+    // The first STFs' rows went in before the outage (a commit that timed out but was made).
+    const before = await Promise.all(samples(1).map((r) => direct.register(r)));
+    const records = seqs.flatMap((s) => samples(s));
+    const outbox = await outboxOf(records);
+    const statementsBefore = direct.batches.batches;
+    const announced: { tfFilename: string; tfFileId: string }[] = [];
+    const drainer = new OutboxDrainer(
+      outbox,
+      {
+        prepare: async (payload) => {
+          const record = payload as SampleRecord;
+          return { tfFilename: record.tfFilename, tfFileId: (await direct.register(record)).tfFileId };
+        },
+        finish: async (registered) => void announced.push(registered),
+      },
+      { batchSize: 500 },
+    );
+    drainer.start();
+    await vi.waitFor(() => expect(outbox.depth).toBe(0), { timeout: 20_000 });
+    await drainer.close();
+    await outbox.close();
+    expect(announced.map((a) => a.tfFilename)).toEqual(records.map((r) => r.tfFilename));
+    const rows = await fastmonRows(db.pool);
+    expect(rows).toHaveLength(280);
+    const ids = new Map(rows.map((r) => [r.tf_filename, r.tf_file_id]));
+    for (const a of announced) expect(a.tfFileId).toBe(ids.get(a.tfFilename));
+    expect(announced.slice(0, 7).map((a) => a.tfFileId)).toEqual(before.map((r) => r.tfFileId));
+    // 280 entries in one batch of the drainer: one statement, not one per entry.
+    expect(direct.batches.batches - statementsBefore).toBe(1);
+  });
+
+  it("a sample the database refuses ends its outbox entry, as swf-monitor's 400 does (not retried forever)", async () => {
+    const direct = await dbRegistrar();
+    const refusal = await direct.register(samples(2)[0] as SampleRecord).catch((err: unknown) => err);
+    expect(isFastmonError(refusal, 'MONITOR_REJECTED')).toBe(true);
+    expect(isDefinitiveRefusal(refusal)).toBe(true);
   });
 });
 

@@ -1,7 +1,7 @@
 // Group commit: what decides when a batch is written, and what a failure of one batch touches.
 
-import { describe, expect, it } from 'vitest';
-import { GroupCommit, type ItemResult } from '../src/sinks/group-commit.js';
+import { describe, expect, it, vi } from 'vitest';
+import { GroupCommit, type ItemResult, Lanes } from '../src/sinks/group-commit.js';
 
 function recorder(delayMs = 5, fail?: (items: number[]) => unknown) {
   const batches: number[][] = [];
@@ -69,5 +69,43 @@ describe('group commit', () => {
     expect(String((settled[1] as PromiseRejectedResult).reason)).toMatch(/bad -2/);
     expect(String((settled[3] as PromiseRejectedResult).reason)).toMatch(/connection lost/);
     expect(gc.stats).toEqual({ batches: 2, items: 6 });
+  });
+
+  it('group commits sharing lanes never write more batches at once than there are lanes, and cut a batch only when one is free', async () => {
+    const lanes = new Lanes(1);
+    let writing = 0;
+    let maxWriting = 0;
+    const batches: string[][] = [];
+    const release: Array<() => void> = [];
+    // Each batch is written until the test releases it: no timing involved.
+    const write = async (items: string[]): Promise<ItemResult<string>[]> => {
+      batches.push(items);
+      maxWriting = Math.max(maxWriting, ++writing);
+      await new Promise<void>((r) => release.push(r));
+      writing--;
+      return items.map((value) => ({ ok: true, value }));
+    };
+    const turn = () => new Promise((r) => setImmediate(r));
+    const samples = new GroupCommit({ write, maxItems: 100, maxDelayMs: 0, concurrency: lanes });
+    const lookups = new GroupCommit({ write, maxItems: 100, maxDelayMs: 0, concurrency: lanes });
+    const pending = [samples.add('s0')];
+    await vi.waitFor(() => expect(batches).toHaveLength(1));
+    // While the samples' batch holds the only lane, lookups arrive one turn after another.
+    for (let i = 1; i <= 5; i++) {
+      pending.push(lookups.add(`l${i}`));
+      await turn();
+    }
+    pending.push(samples.add('s1'));
+    await turn();
+    expect(batches).toHaveLength(1);
+    release.shift()?.();
+    // The lane goes to the other group commit first (round robin), which writes all it gathered.
+    await vi.waitFor(() => expect(batches).toHaveLength(2));
+    release.shift()?.();
+    await vi.waitFor(() => expect(batches).toHaveLength(3));
+    release.shift()?.();
+    expect(await Promise.all(pending)).toEqual(['s0', 'l1', 'l2', 'l3', 'l4', 'l5', 's1']);
+    expect(batches).toEqual([['s0'], ['l1', 'l2', 'l3', 'l4', 'l5'], ['s1']]);
+    expect(maxWriting).toBe(1);
   });
 });

@@ -359,6 +359,106 @@ describe('outbox drainer', () => {
   });
 });
 
+describe('outbox drainer in batches', () => {
+  async function filled(count: number): Promise<Outbox> {
+    const outbox = await openOutbox(tempStore());
+    for (let n = 0; n < count; n++) await outbox.append(sample(n));
+    return outbox;
+  }
+
+  const nOf = (payload: unknown) => (payload as { tf_first: number }).tf_first;
+  const later = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it("prepares a batch's entries at once and finishes them in append order", async () => {
+    const outbox = await filled(10);
+    const prepared: number[] = [];
+    const finished: number[] = [];
+    let preparing = 0;
+    let mostAtOnce = 0;
+    const drainer = new OutboxDrainer(
+      outbox,
+      {
+        prepare: async (payload) => {
+          const n = nOf(payload);
+          prepared.push(n);
+          mostAtOnce = Math.max(mostAtOnce, ++preparing);
+          await later(20 - 2 * (n % 4)); // the later entries of a batch are ready first
+          preparing--;
+          return n;
+        },
+        finish: async (n) => void finished.push(n),
+      },
+      { batchSize: 4 },
+    );
+    drainer.start();
+    await vi.waitFor(() => expect(outbox.depth).toBe(0), { timeout: 10_000 });
+    await drainer.close();
+    await outbox.close();
+    expect(finished).toEqual(Array.from({ length: 10 }, (_, n) => n));
+    expect(prepared).toEqual(finished);
+    expect(mostAtOnce).toBe(4);
+    expect(drainer.replayed).toBe(10);
+  });
+
+  it('completes the entries before a failing one, and replays from the failing one on, never finishing one ahead of it', async () => {
+    const outbox = await filled(6);
+    const prepared: number[] = [];
+    const finished: number[] = [];
+    let failuresLeft = 2;
+    const drainer = new OutboxDrainer(
+      outbox,
+      {
+        prepare: async (payload) => {
+          const n = nOf(payload);
+          prepared.push(n);
+          if (n === 2 && failuresLeft-- > 0) throw new Error('database unavailable');
+          return n;
+        },
+        finish: async (n) => void finished.push(n),
+      },
+      { batchSize: 6, initialDelayMs: 2 },
+    );
+    drainer.start();
+    await vi.waitFor(() => expect(outbox.depth).toBe(0), { timeout: 10_000 });
+    await drainer.close();
+    await outbox.close();
+    expect(finished).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(prepared).toEqual([0, 1, 2, 3, 4, 5, 2, 3, 4, 5, 2, 3, 4, 5]);
+    expect(drainer.failures).toBe(2);
+    expect(drainer.replayed).toBe(6);
+  });
+
+  it('leaves every entry not yet finished in the outbox when closed mid-batch (at least once)', async () => {
+    const file = tempStore();
+    await withOutbox(file, async (outbox) => {
+      for (let n = 0; n < 3; n++) await outbox.append(sample(n));
+    });
+    const outbox = await openOutbox(file);
+    const finished: number[] = [];
+    const drainer = new OutboxDrainer(
+      outbox,
+      {
+        prepare: async (payload) => nOf(payload),
+        finish: (n, signal) =>
+          n === 1
+            ? new Promise<void>((_resolve, reject) =>
+                signal.addEventListener('abort', () => reject(signal.reason)),
+              )
+            : Promise.resolve(void finished.push(n)),
+      },
+      { batchSize: 3 },
+    );
+    drainer.start();
+    await vi.waitFor(() => expect(outbox.depth).toBe(2));
+    await drainer.close();
+    await outbox.close();
+    expect(finished).toEqual([0]);
+    await withOutbox(file, async (reopened) => {
+      expect(pendingOf(reopened).map((e) => nOf(e.payload))).toEqual([1, 2]);
+    });
+  });
+});
+
 describe('outbox at scale', () => {
   it('iterates 100k pending entries in order without loading them at once', async () => {
     const file = tempStore();

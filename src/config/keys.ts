@@ -311,7 +311,7 @@ export const KEYS: readonly KeySpec[] = [
     flag: 'monitor-db-connections',
     min: 1,
     max: 32,
-    doc: 'Database connections, i.e. batches written at the same time.',
+    doc: 'Batches written at the same time, each on its own database connection (one more serves the tf_count lookups).',
   },
   {
     key: 'monitor_db.timeout_ms',

@@ -14,7 +14,7 @@ import {
   openMonitorDb,
   unavailable,
 } from '../monitor/db.js';
-import { GroupCommit, type ItemResult } from './group-commit.js';
+import { GroupCommit, type ItemResult, Lanes } from './group-commit.js';
 import {
   describeConflict,
   type Registered,
@@ -34,6 +34,9 @@ export interface DbRegistrarOptions extends MonitorDbOptions {
 }
 
 const INT32_MAX = 2147483647;
+
+/** Connections beside the writers' for the StfFile tf_count lookups (opened on the first lookup). */
+const READ_CONNECTIONS = 1;
 
 /**
  * One statement per batch, in autocommit (so one transaction): the rows go in through unnest()
@@ -121,6 +124,7 @@ interface SampleRow {
 /** A 400 as swf-monitor answers it, so the agent treats both paths' refusals alike. */
 function rejected(field: string, message: string): FastmonError {
   return new FastmonError('MONITOR_REJECTED', `swf-monitor database refused ${field}: ${message}`, {
+    method: 'SQL',
     status: 400,
     response: { [field]: [message] },
   });
@@ -222,24 +226,27 @@ export class DbRegistrar implements Registrar {
     private readonly pool: pg.Pool,
     private readonly options: DbRegistrarOptions,
   ) {
-    const concurrency = Math.max(1, options.connections);
+    // The writes share `connections` lanes, so a batch is cut only when a connection is free to
+    // write it. The tf_count lookups have a connection of their own (the pool holds one more): a
+    // lookup never waits behind a commit's WAL flush, and its STF's samples are not held up by it.
+    const writes = new Lanes(Math.max(1, options.connections));
     this.samples = new GroupCommit({
       write: (batch) => this.writeSamples(batch),
       maxItems: options.batchRows,
       maxDelayMs: options.flushMs,
-      concurrency,
+      concurrency: writes,
     });
     this.tfCounts = new GroupCommit({
       write: (batch) => this.readTfCounts(batch),
       maxItems: options.batchRows,
       maxDelayMs: options.flushMs,
-      concurrency,
+      concurrency: READ_CONNECTIONS,
     });
     this.stfs = new GroupCommit({
       write: (batch) => this.writeStfs(batch),
       maxItems: options.batchRows,
       maxDelayMs: options.flushMs,
-      concurrency,
+      concurrency: writes,
     });
   }
 
@@ -249,7 +256,7 @@ export class DbRegistrar implements Registrar {
    * will not heal and fails at once.
    */
   static async open(options: DbRegistrarOptions, signal?: AbortSignal): Promise<DbRegistrar> {
-    const pool = openMonitorDb(options);
+    const pool = openMonitorDb({ ...options, connections: options.connections + READ_CONNECTIONS });
     const where = describeMonitorDb(options.url);
     let delay = 500;
     for (;;) {

@@ -40,7 +40,7 @@ export interface DeferredDeps {
 export class DeferredSamples {
   private constructor(
     private readonly outbox: Outbox,
-    private readonly drainer: OutboxDrainer,
+    private readonly drainer: OutboxDrainer<Replayed>,
     private readonly deps: DeferredDeps,
   ) {}
 
@@ -56,10 +56,16 @@ export class DeferredSamples {
       logger.warn({ depth: outbox.depth }, 'outbox holds samples from an earlier run; replaying them');
     const drainer = new OutboxDrainer(
       outbox,
-      (payload, signal) => replay(deps, payload as DeferredSample, signal),
+      {
+        prepare: (payload, signal) => register(deps, payload as DeferredSample, signal),
+        finish: (registered) => announce(deps, registered),
+      },
       {
         logger,
         onChange: update,
+        // The database registrar writes a batch's samples in shared statements (its group commit);
+        // through REST, one entry at a time as before.
+        batchSize: deps.registrar.kind === 'database' ? config.monitorDb.batchRows : 1,
       },
     );
     drainer.start();
@@ -96,16 +102,19 @@ export function isDefinitiveRefusal(err: unknown): err is FastmonError {
   return (
     isFastmonError(err, 'MONITOR_REJECTED') &&
     err.details?.status === 400 &&
-    err.details?.method === 'POST' &&
+    (err.details?.method === 'POST' || err.details?.method === 'SQL') &&
     !alreadyExists(err, 'tf_filename')
   );
 }
 
-async function replay(deps: DeferredDeps, d: DeferredSample, signal: AbortSignal): Promise<void> {
-  const { registrar, broadcaster, metrics, logger } = deps;
-  let tfFileId: string;
+/** An outbox entry registered (null: refused for good, and logged). */
+type Replayed = { d: DeferredSample; tfFileId: string } | null;
+
+/** The entry's registration; the entries of a batch register at once. */
+async function register(deps: DeferredDeps, d: DeferredSample, signal: AbortSignal): Promise<Replayed> {
+  const { registrar, metrics, logger } = deps;
   try {
-    tfFileId = (await registrar.register(d.record, signal)).tfFileId;
+    return { d, tfFileId: (await registrar.register(d.record, signal)).tfFileId };
   } catch (err) {
     if (isDefinitiveRefusal(err)) {
       metrics.tfsFailed.inc({ code: err.code });
@@ -113,10 +122,17 @@ async function replay(deps: DeferredDeps, d: DeferredSample, signal: AbortSignal
         { code: err.code, tf_filename: d.record.tfFilename },
         `outbox entry refused: ${err.message}`,
       );
-      return;
+      return null;
     }
     throw err;
   }
+}
+
+/** The entry's notification, in the outbox's order. */
+async function announce(deps: DeferredDeps, registered: Replayed): Promise<void> {
+  if (registered === null) return;
+  const { broadcaster, metrics } = deps;
+  const { d, tfFileId } = registered;
   metrics.tfsRegistered.inc({ created: 'true' });
   await broadcaster.publish(
     tfFileRegistered({

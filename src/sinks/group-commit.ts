@@ -10,8 +10,50 @@ export interface GroupCommitOptions<I, O> {
   maxItems: number;
   /** ...or this long after its first item arrived (ms), whichever comes first; 0: in the next turn of the event loop. */
   maxDelayMs: number;
-  /** Batches being written at once; more wait (their items keep joining the queue meanwhile). */
-  concurrency: number;
+  /**
+   * Batches being written at once; more wait (their items keep joining the queue meanwhile). Lanes
+   * shared with other group commits when they write through the same connections.
+   */
+  concurrency: number | Lanes;
+}
+
+/**
+ * Writers (connections) shared by several group commits. A batch is cut from its queue only once a
+ * lane is free: a batch cut earlier would wait in the connection pool's queue with its items fixed,
+ * while the items arriving meanwhile wait for the batch after it, and every small batch costs a commit.
+ */
+export class Lanes {
+  private free: number;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(readonly size: number) {
+    if (!(size >= 1)) throw new RangeError('Lanes: size must be >= 1');
+    this.free = size;
+  }
+
+  /** Takes a lane if one is free. */
+  take(): boolean {
+    if (this.free === 0) return false;
+    this.free--;
+    return true;
+  }
+
+  /** Gives a lane back and offers it to the group commits that share it, each in turn. */
+  give(): void {
+    this.free++;
+    // Round robin: the first one asked this time is asked last next time, so no queue starves.
+    const first = this.waiting.shift();
+    if (first) this.waiting.push(first);
+    for (const offer of [...this.waiting]) {
+      if (this.free === 0) break;
+      offer();
+    }
+  }
+
+  /** Called whenever a lane is given back (the group commit takes it if it has a batch to write). */
+  listen(offer: () => void): void {
+    this.waiting.push(offer);
+  }
 }
 
 interface Timer {
@@ -35,14 +77,18 @@ export class GroupCommit<I, O> {
   private queue: Pending<I, O>[] = [];
   private timer: Timer | null = null;
   private writing = 0;
+  private readonly lanes: Lanes;
   private readonly idle: Array<() => void> = [];
   private batchCount = 0;
   private itemCount = 0;
 
   constructor(private readonly options: GroupCommitOptions<I, O>) {
-    if (!(options.maxItems >= 1) || !(options.concurrency >= 1) || !(options.maxDelayMs >= 0)) {
-      throw new RangeError('GroupCommit: maxItems and concurrency must be >= 1, maxDelayMs >= 0');
+    const { concurrency } = options;
+    if (!(options.maxItems >= 1) || !(options.maxDelayMs >= 0)) {
+      throw new RangeError('GroupCommit: maxItems must be >= 1, maxDelayMs >= 0');
     }
+    this.lanes = concurrency instanceof Lanes ? concurrency : new Lanes(concurrency);
+    this.lanes.listen(() => this.laneFree());
   }
 
   /** Resolves when the batch holding the item has been written (committed). */
@@ -87,21 +133,26 @@ export class GroupCommit<I, O> {
       this.timer.cancel();
       this.timer = null;
     }
-    while (this.queue.length > 0 && this.writing < this.options.concurrency) {
+    while (this.queue.length > 0 && this.lanes.take()) {
       const batch = this.queue.splice(0, this.options.maxItems);
       this.writing++;
       void this.write(batch).finally(() => {
         this.writing--;
-        // Items that queued while every writer was busy have waited a commit already: they go now,
-        // unless their own delay is still running (then they gather a little more).
-        if (this.queue.length > 0 && (this.timer === null || this.queue.length >= this.options.maxItems)) {
-          this.flushNow();
-        } else if (this.queue.length === 0 && this.writing === 0) {
-          for (const wake of this.idle.splice(0)) wake();
-        }
+        this.lanes.give();
+        if (this.queue.length === 0 && this.writing === 0) for (const wake of this.idle.splice(0)) wake();
       });
     }
     if (this.queue.length === 0 && this.writing === 0) for (const wake of this.idle.splice(0)) wake();
+  }
+
+  /**
+   * A lane came free. Items that queued while every lane was busy have waited a commit already:
+   * they go now, unless their own delay is still running (then they gather a little more).
+   */
+  private laneFree(): void {
+    if (this.queue.length > 0 && (this.timer === null || this.queue.length >= this.options.maxItems)) {
+      this.flushNow();
+    }
   }
 
   private async write(batch: Pending<I, O>[]): Promise<void> {

@@ -113,6 +113,10 @@ describe('the agent with SWF_MONITOR_DB_URL', () => {
     for (const n of registered(seen)) expect(n.tf_file_id).toBe(ids.get(String(n.tf_filename)));
     expect(double.fastmonFiles).toHaveLength(0);
     expect(double.requests.filter((r) => r.path.includes('fastmon-files'))).toHaveLength(0);
+    // No tf_count in the messages: each STF's count was looked up, in the database, not through REST.
+    const lookups = (await a.agent.metrics.tfCountLookups.get()).values.reduce((n, v) => n + v.value, 0);
+    expect(lookups).toBe(60);
+    expect(double.requests.filter((r) => r.path.includes('stf-files'))).toHaveLength(0);
     expect(double.requests.some((r) => r.path.includes('next-agent-id'))).toBe(true);
     expect(double.subscribers.length).toBeGreaterThan(0);
     expect(double.heartbeats.length).toBeGreaterThan(0);
@@ -196,30 +200,40 @@ describe('the agent with SWF_MONITOR_DB_URL', () => {
     expect(a.logs.records().filter((r) => r.msg === 'message not fully handled; retrying')).toHaveLength(4);
   });
 
-  it('keeps the samples in the outbox while the database is down and drains it when it is back', async () => {
+  it('keeps the samples in the outbox while the database is down and drains it in shared statements when it is back', async () => {
     const a = await agent();
     await peer.publish(topic, stfReady(1));
     await seen.waitFor((c) => registered(c).length === 7, 15_000, 'before the outage');
     proxy.cut();
     // With its tf_count in the message, no StfFile lookup is needed (one that fails retries the
     // whole stf_ready instead, as with swf-monitor unreachable): the samples meet the outage.
-    await peer.publish(topic, { ...stfReady(2), tf_count: 500 });
+    for (const seq of [2, 3, 4]) await peer.publish(topic, { ...stfReady(seq), tf_count: 500 });
     await waitUntil(
       () =>
-        a.logs.records().filter((r) => String(r.msg).startsWith('TF sample put in the outbox')).length === 7,
-      'seven samples in the outbox',
+        a.logs.records().filter((r) => String(r.msg).startsWith('TF sample put in the outbox')).length === 21,
+      '21 samples in the outbox',
     );
-    expect((await a.agent.metrics.outboxDepth.get()).values[0]?.value).toBe(7);
+    expect((await a.agent.metrics.outboxDepth.get()).values[0]?.value).toBe(21);
+    const written = async () =>
+      (await a.agent.metrics.monitorRequests.get()).values.find(
+        (v) =>
+          v.metricName?.endsWith('_count') &&
+          v.labels.endpoint === 'swf_fastmon_files' &&
+          v.labels.status === 'ok',
+      )?.value ?? 0;
+    const statementsBefore = await written();
     proxy.restore();
-    await peer.publish(topic, stfReady(3));
-    await seen.waitFor((c) => registered(c).length === 21, 40_000, 'the outbox drained and the next STF');
+    await peer.publish(topic, stfReady(5));
+    await seen.waitFor((c) => registered(c).length === 35, 40_000, 'the outbox drained and the next STF');
     expect(a.logs.find((r) => String(r.msg).startsWith('StfFile lookup'))).toBeUndefined();
     await waitUntil(
       async () => (await a.agent.metrics.outboxDepth.get()).values[0]?.value === 0,
       'empty outbox',
     );
+    // The 21 entries went back in one statement (the next STF's 7 in one more at most), not 21.
+    expect((await written()) - statementsBefore).toBeLessThanOrEqual(3);
     const rows = await fastmonRows(db.pool);
-    expect(rows).toHaveLength(21);
+    expect(rows).toHaveLength(35);
     const ids = new Map(rows.map((r) => [r.tf_filename, r.tf_file_id]));
     for (const n of registered(seen)) expect(n.tf_file_id).toBe(ids.get(String(n.tf_filename)));
     expect(a.logs.text()).not.toContain(new URL(db.url).password);
