@@ -63,9 +63,10 @@ const CATALOGUE = {
   PUBLISH_FAILED: RETRYABLE,
   SSE_UNAVAILABLE: RETRYABLE,
   CLIENT_SOURCE_FAILED: NO,
-  // The agent is stopping. Not retryable as the catalogue stood before it had this column (the
-  // agent's old TRANSIENT pattern): a sample refused by a closed outbox acknowledges its message.
-  SHUTDOWN: NO,
+  // The agent is stopping: work cut short by the drain timeout (a sample refused by a closed outbox
+  // or store) is retryable, so its stf_ready stays unacknowledged and the broker gives it to the next
+  // agent. It was not under the old TRANSIENT pattern, which acknowledged it and lost the STF.
+  SHUTDOWN: RETRYABLE,
   // A file or directory named on the command line (or in the configuration) that cannot be used:
   // the user's mistake, reported before anything starts (exit 2).
   INPUT_UNREADABLE: NO,
