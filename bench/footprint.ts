@@ -2,6 +2,7 @@
 // testbed's workload (stf_ready without sizes or files, 7 rows per STF, at 2 STFs/s) as an operator sees it.
 
 import { spawn } from 'node:child_process';
+import path from 'node:path';
 import type { AgentProcess, Kind } from './agent-process.js';
 import { percentile, quick, type Row } from './common.js';
 import { paced, type Setup } from './load.js';
@@ -21,6 +22,12 @@ export type WithAgent = <T>(
  */
 const TESTBED: Kind = { raw: false, workers: 0, inline: false, env: { FASTMON_DATA_ROOTS: '' } };
 const RAW: Kind = { raw: true };
+/**
+ * FASTMON_BENCH_BEFORE: the `dist/src/cli.js` of another build (a copy of dist/ made before a change,
+ * kept inside the checkout so it finds node_modules), run with the same settings in the same run.
+ */
+const beforeCli = process.env.FASTMON_BENCH_BEFORE;
+const BEFORE: Kind | null = beforeCli ? { ...TESTBED, cli: path.resolve(beforeCli) } : null;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -71,6 +78,7 @@ export async function footprint(
         false,
       );
     const raw = await idle(RAW, 'raw, idle');
+    const before = BEFORE && (await idle(BEFORE, 'agent before, idle'));
     const agent = await idle(TESTBED, 'agent (testbed settings), idle');
     const bare = await bareNodeRss();
     rows.push(
@@ -90,6 +98,14 @@ export async function footprint(
       },
       { name: '  bare Node.js process (event loop only)', value: bare, unit: 'MB', baseline: '-', ratio: 1 },
     );
+    if (before !== null)
+      rows.push({
+        name: '  agent built from FASTMON_BENCH_BEFORE, idle',
+        value: before,
+        unit: 'MB',
+        baseline: 'raw consumer idle',
+        ratio: before / raw,
+      });
   }
   if (parts.testbed) {
     const seconds = Number(process.env.FASTMON_BENCH_TESTBED_SECONDS) || (quick ? 10 : 300);
@@ -108,6 +124,7 @@ export async function footprint(
         false,
       );
     const raw = await run(RAW, 'raw, testbed shape');
+    const before = BEFORE && (await run(BEFORE, 'agent before, testbed shape'));
     const agent = await run(TESTBED, 'agent, testbed shape');
     const shape = `testbed shape (no sizes, no files), ${rate} STFs/s for ${seconds} s`;
     rows.push(
@@ -134,6 +151,23 @@ export async function footprint(
         ratio: agent.cpuMsPerStf / raw.cpuMsPerStf,
       },
     );
+    if (before !== null)
+      rows.push(
+        {
+          name: `  agent built from FASTMON_BENCH_BEFORE: peak RSS`,
+          value: before.peak,
+          unit: 'MB',
+          baseline: 'raw consumer',
+          ratio: before.peak / raw.peak,
+        },
+        {
+          name: '  agent built from FASTMON_BENCH_BEFORE: CPU per STF',
+          value: before.cpuMsPerStf,
+          unit: 'ms',
+          baseline: 'raw consumer',
+          ratio: before.cpuMsPerStf / raw.cpuMsPerStf,
+        },
+      );
   }
   return rows;
 }
