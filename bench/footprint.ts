@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { AgentProcess, Kind } from './agent-process.js';
 import { percentile, quick, type Row } from './common.js';
 import { paced, type Setup } from './load.js';
-import { cpuSeconds, rssMb } from './procfs.js';
+import { cpuSeconds, rssMb, threadCount } from './procfs.js';
 
 /** broker.ts's withAgent without its setup argument; `burst` false: ready after one STF, no warm-up burst. */
 export type WithAgent = <T>(
@@ -73,13 +73,14 @@ export async function footprint(
           if (a.child.exitCode !== null || a.child.signalCode !== null)
             throw new Error(`${label} exited (${a.child.exitCode ?? a.child.signalCode}) while idle`);
           const [, peak] = await peakRss(a.child.pid as number, 500, () => sleep(quick ? 1000 : 5000));
-          return peak;
+          return { peak, threads: threadCount(a.child.pid as number) };
         },
         false,
       );
-    const raw = await idle(RAW, 'raw, idle');
-    const before = BEFORE && (await idle(BEFORE, 'agent before, idle'));
-    const agent = await idle(TESTBED, 'agent (testbed settings), idle');
+    const rawIdle = await idle(RAW, 'raw, idle');
+    const beforeIdle = BEFORE && (await idle(BEFORE, 'agent before, idle'));
+    const agentIdle = await idle(TESTBED, 'agent (testbed settings), idle');
+    const [raw, agent, before] = [rawIdle.peak, agentIdle.peak, beforeIdle?.peak ?? null];
     const bare = await bareNodeRss();
     rows.push(
       {
@@ -97,6 +98,14 @@ export async function footprint(
         ratio: agent / raw,
       },
       { name: '  bare Node.js process (event loop only)', value: bare, unit: 'MB', baseline: '-', ratio: 1 },
+      {
+        // Each worker thread is an isolate: the first thing to look at when idle RSS moves.
+        name: '  threads of the idle agent',
+        value: agentIdle.threads,
+        unit: '',
+        baseline: "raw consumer's",
+        ratio: agentIdle.threads / rawIdle.threads,
+      },
     );
     if (before !== null)
       rows.push({
@@ -105,6 +114,14 @@ export async function footprint(
         unit: 'MB',
         baseline: 'raw consumer idle',
         ratio: before / raw,
+      });
+    if (beforeIdle)
+      rows.push({
+        name: '  threads of the idle agent built from FASTMON_BENCH_BEFORE',
+        value: beforeIdle.threads,
+        unit: '',
+        baseline: "raw consumer's",
+        ratio: beforeIdle.threads / rawIdle.threads,
       });
   }
   if (parts.testbed) {
