@@ -46,7 +46,7 @@ const open = new Map<string, { store: Promise<Store>; users: number }>();
  * pending entries) go through its own read-only connection, which sees committed rows only.
  *
  * The file is opened, migrated and its old files imported on the main thread, at start; the writer
- * thread (an isolate of about 19 MB) starts at the first write. An agent that posts to swf-monitor
+ * thread (an isolate: 4-10 MB of RSS) starts at the first write. An agent that posts to swf-monitor
  * writes only when swf-monitor fails (the outbox), so it usually never starts it.
  */
 export class Store {
