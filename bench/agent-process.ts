@@ -31,7 +31,7 @@ async function freePort(): Promise<number> {
 
 export type Kind =
   | { raw: true }
-  | { raw: false; workers: number; inline: boolean; env?: Record<string, string> };
+  | { raw: false; workers: number; inline: boolean; env?: Record<string, string>; cli?: string };
 
 export async function startAgent(
   setup: Pick<Setup, 'double' | 'dir' | 'input' | 'output'>,
@@ -82,7 +82,8 @@ export async function startAgent(
     if (kind.workers > 0) env.FASTMON_WORKERS = String(kind.workers);
     if (kind.inline) env.FASTMON_INLINE = 'true';
     Object.assign(env, kind.env);
-    args = [path.join(root, 'dist/src/cli.js'), 'agent'];
+    // `cli`: another build's entry (footprint.ts's FASTMON_BENCH_BEFORE), measured in the same run.
+    args = [kind.cli ?? path.join(root, 'dist/src/cli.js'), 'agent'];
   }
   const child = spawn(
     process.execPath,

@@ -2,10 +2,11 @@
 // testbed's workload (stf_ready without sizes or files, 7 rows per STF, at 2 STFs/s) as an operator sees it.
 
 import { spawn } from 'node:child_process';
+import path from 'node:path';
 import type { AgentProcess, Kind } from './agent-process.js';
 import { percentile, quick, type Row } from './common.js';
 import { paced, type Setup } from './load.js';
-import { cpuSeconds, rssMb } from './procfs.js';
+import { cpuSeconds, rssMb, threadCount } from './procfs.js';
 
 /** broker.ts's withAgent without its setup argument; `burst` false: ready after one STF, no warm-up burst. */
 export type WithAgent = <T>(
@@ -21,6 +22,12 @@ export type WithAgent = <T>(
  */
 const TESTBED: Kind = { raw: false, workers: 0, inline: false, env: { FASTMON_DATA_ROOTS: '' } };
 const RAW: Kind = { raw: true };
+/**
+ * FASTMON_BENCH_BEFORE: the `dist/src/cli.js` of another build (a copy of dist/ made before a change,
+ * kept inside the checkout so it finds node_modules), run with the same settings in the same run.
+ */
+const beforeCli = process.env.FASTMON_BENCH_BEFORE;
+const BEFORE: Kind | null = beforeCli ? { ...TESTBED, cli: path.resolve(beforeCli) } : null;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -66,12 +73,14 @@ export async function footprint(
           if (a.child.exitCode !== null || a.child.signalCode !== null)
             throw new Error(`${label} exited (${a.child.exitCode ?? a.child.signalCode}) while idle`);
           const [, peak] = await peakRss(a.child.pid as number, 500, () => sleep(quick ? 1000 : 5000));
-          return peak;
+          return { peak, threads: threadCount(a.child.pid as number) };
         },
         false,
       );
-    const raw = await idle(RAW, 'raw, idle');
-    const agent = await idle(TESTBED, 'agent (testbed settings), idle');
+    const rawIdle = await idle(RAW, 'raw, idle');
+    const beforeIdle = BEFORE && (await idle(BEFORE, 'agent before, idle'));
+    const agentIdle = await idle(TESTBED, 'agent (testbed settings), idle');
+    const [raw, agent, before] = [rawIdle.peak, agentIdle.peak, beforeIdle?.peak ?? null];
     const bare = await bareNodeRss();
     rows.push(
       {
@@ -89,7 +98,31 @@ export async function footprint(
         ratio: agent / raw,
       },
       { name: '  bare Node.js process (event loop only)', value: bare, unit: 'MB', baseline: '-', ratio: 1 },
+      {
+        // Each worker thread is an isolate: the first thing to look at when idle RSS moves.
+        name: '  threads of the idle agent',
+        value: agentIdle.threads,
+        unit: '',
+        baseline: "raw consumer's",
+        ratio: agentIdle.threads / rawIdle.threads,
+      },
     );
+    if (before !== null)
+      rows.push({
+        name: '  agent built from FASTMON_BENCH_BEFORE, idle',
+        value: before,
+        unit: 'MB',
+        baseline: 'raw consumer idle',
+        ratio: before / raw,
+      });
+    if (beforeIdle)
+      rows.push({
+        name: '  threads of the idle agent built from FASTMON_BENCH_BEFORE',
+        value: beforeIdle.threads,
+        unit: '',
+        baseline: "raw consumer's",
+        ratio: beforeIdle.threads / rawIdle.threads,
+      });
   }
   if (parts.testbed) {
     const seconds = Number(process.env.FASTMON_BENCH_TESTBED_SECONDS) || (quick ? 10 : 300);
@@ -108,6 +141,7 @@ export async function footprint(
         false,
       );
     const raw = await run(RAW, 'raw, testbed shape');
+    const before = BEFORE && (await run(BEFORE, 'agent before, testbed shape'));
     const agent = await run(TESTBED, 'agent, testbed shape');
     const shape = `testbed shape (no sizes, no files), ${rate} STFs/s for ${seconds} s`;
     rows.push(
@@ -134,6 +168,23 @@ export async function footprint(
         ratio: agent.cpuMsPerStf / raw.cpuMsPerStf,
       },
     );
+    if (before !== null)
+      rows.push(
+        {
+          name: `  agent built from FASTMON_BENCH_BEFORE: peak RSS`,
+          value: before.peak,
+          unit: 'MB',
+          baseline: 'raw consumer',
+          ratio: before.peak / raw.peak,
+        },
+        {
+          name: '  agent built from FASTMON_BENCH_BEFORE: CPU per STF',
+          value: before.cpuMsPerStf,
+          unit: 'ms',
+          baseline: 'raw consumer',
+          ratio: before.cpuMsPerStf / raw.cpuMsPerStf,
+        },
+      );
   }
   return rows;
 }

@@ -147,6 +147,23 @@ describe('the catalog keeps swf-monitor uniqueness rules', () => {
   });
 });
 
+describe('a stopped store leaves one file behind', () => {
+  it('the WAL is folded back into the database, whether the store was written or only opened', async () => {
+    const dir = temp();
+    const opened = path.join(dir, 'opened.sqlite');
+    await (await Store.acquire({ file: opened })).release();
+    expect(existsSync(`${opened}-wal`)).toBe(false);
+    expect(query(opened, 'SELECT count(*) AS n FROM outbox')).toEqual([{ n: 0 }]);
+
+    const written = path.join(dir, 'written.sqlite');
+    const outbox = await Outbox.open(written, { maxBytes: 1 << 20 });
+    await outbox.append({ n: 1 });
+    await outbox.close();
+    expect(existsSync(`${written}-wal`)).toBe(false);
+    expect(query(written, 'SELECT payload FROM outbox')).toEqual([{ payload: '{"n":1}' }]);
+  });
+});
+
 describe('existing users keep their data: old files are imported once, then left in place', () => {
   const oldCatalog = [
     JSON.stringify({

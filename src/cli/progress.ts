@@ -1,8 +1,7 @@
 // A one-line progress display on a TTY stderr, redrawn in place, that log lines do not tear.
 
 import { Writable } from 'node:stream';
-import pretty from 'pino-pretty';
-import { PRETTY_OPTIONS } from '../log/logger.js';
+import { prettyStream } from '../log/logger.js';
 
 export interface ProgressStream {
   write(chunk: string): boolean;
@@ -33,7 +32,7 @@ export class ProgressLine {
         callback();
       },
     });
-    return pretty({ ...PRETTY_OPTIONS, destination: target, sync: true });
+    return prettyStream(target);
   }
 
   /** `fraction` draws a bar when the total is known (gen); scans show counters only. */

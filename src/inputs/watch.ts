@@ -3,7 +3,7 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import watcher from '@parcel/watcher';
+import type watcher from '@parcel/watcher';
 import { messageOf, SKIP_REASONS } from '../errors.js';
 import { handleFile, isUnchanged, type ScanContext, scanOnce } from './scan.js';
 import { compilePatterns, inShard, parseShard, withinLookback } from './select.js';
@@ -94,7 +94,9 @@ export class DirectoryWatcher {
         continue;
       }
       try {
-        root.subscription = await watcher.subscribe(root.dir, (err, events) => {
+        // Loaded here: a native addon that only `watch` uses (the agent and `scan` never do).
+        const { subscribe } = (await import('@parcel/watcher')).default;
+        root.subscription = await subscribe(root.dir, (err, events) => {
           if (err) {
             this.ctx.logger.warn(
               { dir: root.dir, err: { message: messageOf(err) } },

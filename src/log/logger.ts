@@ -1,7 +1,8 @@
 // The pino logger: JSON on stderr (pretty on a TTY), every record passed through secret redaction.
 
+import { createRequire } from 'node:module';
 import { type DestinationStream, type Logger, pino } from 'pino';
-import pretty from 'pino-pretty';
+import type { PrettyOptions, PrettyStream } from 'pino-pretty';
 import type { MonitorLogShipper } from './monitor-logs.js';
 import { redactText, redactValue } from './redact.js';
 
@@ -22,20 +23,26 @@ export interface LoggerOptions {
  * Terminal log lines: one line per record (the fields after the message), without the pid and
  * name every line repeats. JSON (no TTY) keeps every field.
  */
-export const PRETTY_OPTIONS = {
+const PRETTY_OPTIONS = {
   colorize: true,
   translateTime: 'SYS:HH:MM:ss.l',
   singleLine: true,
   ignore: 'pid,hostname,name',
 } as const;
 
+/**
+ * pino-pretty's stream writing to `destination` (a file descriptor or a stream). Loaded here, on
+ * first use: an agent under supervisord logs JSON and never needs it (about 1 MB once loaded).
+ */
+export function prettyStream(destination: PrettyOptions['destination']): PrettyStream {
+  const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
+  return pretty({ ...PRETTY_OPTIONS, destination, sync: true });
+}
+
 export function createLogger(options: LoggerOptions): Logger {
   const usePretty = options.pretty ?? (options.destination === undefined && process.stderr.isTTY === true);
   const destination =
-    options.destination ??
-    (usePretty
-      ? pretty({ ...PRETTY_OPTIONS, destination: 2, sync: true })
-      : pino.destination({ fd: 2, sync: true }));
+    options.destination ?? (usePretty ? prettyStream(2) : pino.destination({ fd: 2, sync: true }));
   const local = options.ship ? tee(destination, options.ship.shipper, options.ship.level) : destination;
   const logger = pino(
     {

@@ -1,13 +1,14 @@
-// The agent's local state in one SQLite file: a writer thread commits batches, the main thread reads.
+// The agent's local state in one SQLite file: a writer thread, started at the first write, commits batches; the main thread reads.
 
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { FastmonError } from '../errors.js';
+import { FastmonError, isFastmonError } from '../errors.js';
 import { type Logger, silentLogger } from '../log/logger.js';
-import type { LegacyFiles } from './legacy.js';
+import { closeWriting, openForWriting, reason } from './connection.js';
+import { type ImportReport, importLegacy, type LegacyFiles } from './legacy.js';
 import type { OpResult, StoreOp } from './ops.js';
 import type { FromWriter, OpOutcome, ToWriter, WriterData } from './writer-thread.js';
 
@@ -43,6 +44,10 @@ const open = new Map<string, { store: Promise<Store>; users: number }>();
  * commits the next gathers: the group commit of the old journals, with SQLite doing the file work.
  * The main thread never waits on the disk for a write; its reads (ledger lookups, the outbox's
  * pending entries) go through its own read-only connection, which sees committed rows only.
+ *
+ * The file is opened, migrated and its old files imported on the main thread, at start; the writer
+ * thread (an isolate: 4-10 MB of RSS) starts at the first write. An agent that posts to swf-monitor
+ * writes only when swf-monitor fails (the outbox), so it usually never starts it.
  */
 export class Store {
   private queue: Queued[] = [];
@@ -51,23 +56,22 @@ export class Store {
   private commitCount = 0;
   private failed: FastmonError | null = null;
   private closing: Promise<void> | null = null;
+  /** The writer thread, from the first write on; `writerUp` once it has the file open. */
+  private worker: Worker | null = null;
+  private writerUp = false;
   /** Pending outbox entries and their payload bytes, kept by the outbox as it adds and removes. */
   outboxDepth: number;
   outboxBytes: number;
 
   private constructor(
     readonly file: string,
-    private readonly worker: Worker,
+    /** The main thread's write connection, kept until the writer thread takes over (then null). */
+    private opened: Database.Database | null,
     readonly reader: Database.Database,
-    ready: Extract<FromWriter, { type: 'ready' }>,
+    outbox: { depth: number; bytes: number },
   ) {
-    this.outboxDepth = ready.outbox.depth;
-    this.outboxBytes = ready.outbox.bytes;
-    worker.on('message', (message: FromWriter) => {
-      if (message.type === 'done') this.settle(message.id, message.outcomes);
-    });
-    worker.on('error', (err) => this.fail(err));
-    worker.on('exit', () => this.fail(new Error('the store thread exited')));
+    this.outboxDepth = outbox.depth;
+    this.outboxBytes = outbox.bytes;
   }
 
   /**
@@ -89,24 +93,24 @@ export class Store {
 
   private static async start(file: string, options: StoreOptions): Promise<Store> {
     const logger = options.logger ?? silentLogger();
-    const data: WriterData = { file, legacy: options.legacy ?? {} };
-    // A worker inherits the process's node options; --input-type (node -e scripts) would refuse a file.
-    // Passed only then: given explicitly, process-wide options (--expose-gc) would be refused.
-    const inputType = process.execArgv.some((arg) => arg.startsWith('--input-type'));
-    const execArgv = inputType
-      ? process.execArgv.filter((arg) => !arg.startsWith('--input-type'))
-      : undefined;
-    const worker = new Worker(writerFile(), { workerData: data, execArgv, resourceLimits: WRITER_LIMITS });
-    const ready = await new Promise<Extract<FromWriter, { type: 'ready' }>>((resolve, reject) => {
-      worker.once('message', (message: FromWriter) => {
-        if (message.type === 'ready') resolve(message);
-        else if (message.type === 'failed') reject(FastmonError.fromInfo(message.error));
-      });
-      worker.once('error', (err) =>
-        reject(new FastmonError('STORE_OPEN_FAILED', `cannot open the local store ${file}: ${err.message}`)),
-      );
-    });
-    for (const report of ready.imports) {
+    // Checked now, so a missing build fails the start rather than the first write.
+    writerFile();
+    const { db, version } = openForWriting(file);
+    let imports: ImportReport[];
+    let outbox: { depth: number; bytes: number };
+    try {
+      imports = await importLegacy(db, options.legacy ?? {});
+      outbox = db
+        .prepare(
+          'SELECT count(*) AS depth, coalesce(sum(length(CAST(payload AS BLOB))), 0) AS bytes FROM outbox',
+        )
+        .get() as { depth: number; bytes: number };
+    } catch (err) {
+      db.close();
+      if (isFastmonError(err)) throw err;
+      throw new FastmonError('STORE_OPEN_FAILED', `cannot import into ${file}: ${reason(err)}`);
+    }
+    for (const report of imports) {
       logger.warn(
         { store: file, kind: report.kind, from: report.path, rows: report.rows, skipped: report.skipped },
         `imported the old ${report.kind} file into the local store (the file is left in place)`,
@@ -116,11 +120,11 @@ export class Store {
     try {
       reader = new Database(file, { readonly: true, fileMustExist: true });
     } catch (err) {
-      await worker.terminate();
+      db.close();
       throw new FastmonError('STORE_OPEN_FAILED', `cannot read the local store ${file}: ${String(err)}`);
     }
-    logger.debug({ store: file, schemaFound: ready.version }, 'local store open');
-    return new Store(file, worker, reader, ready);
+    logger.debug({ store: file, schemaFound: version }, 'local store open');
+    return new Store(file, db, reader, outbox);
   }
 
   /** Committed transactions (group commits) so far. */
@@ -159,25 +163,62 @@ export class Store {
   private async shutDown(): Promise<void> {
     await this.idle();
     this.reader.close();
+    if (this.opened) {
+      // Never written: the main thread's connection is the last one, and folds the WAL back.
+      closeWriting(this.opened);
+      this.opened = null;
+      return;
+    }
+    const worker = this.worker;
+    if (!worker) return;
     if (this.failed) {
-      await this.worker.terminate();
+      await worker.terminate();
       return;
     }
     const closed = new Promise<void>((resolve) => {
-      this.worker.on('message', (message: FromWriter) => message.type === 'closed' && resolve());
-      this.worker.once('exit', () => resolve());
+      worker.on('message', (message: FromWriter) => message.type === 'closed' && resolve());
+      worker.once('exit', () => resolve());
     });
-    this.worker.postMessage({ type: 'close' } satisfies ToWriter);
+    worker.postMessage({ type: 'close' } satisfies ToWriter);
     await closed;
   }
 
   private send(): void {
     if (this.inFlight || this.queue.length === 0) return;
+    if (!this.writerUp) {
+      if (!this.worker) this.startWriter();
+      return;
+    }
     const batch = this.queue.length > MAX_BATCH ? this.queue.splice(0, MAX_BATCH) : this.queue;
     if (batch === this.queue) this.queue = [];
     const id = this.nextId++;
     this.inFlight = { id, batch };
-    this.worker.postMessage({ type: 'batch', id, ops: batch.map((q) => q.op) } satisfies ToWriter);
+    this.worker!.postMessage({ type: 'batch', id, ops: batch.map((q) => q.op) } satisfies ToWriter);
+  }
+
+  /** Hands the file over to a writer thread; the queued writes go once it has opened it. */
+  private startWriter(): void {
+    // Two write connections in one process would work (SQLite locks), but one is enough.
+    this.opened?.close();
+    this.opened = null;
+    const data: WriterData = { file: this.file };
+    // A worker inherits the process's node options; --input-type (node -e scripts) would refuse a file.
+    // Passed only then: given explicitly, process-wide options (--expose-gc) would be refused.
+    const inputType = process.execArgv.some((arg) => arg.startsWith('--input-type'));
+    const execArgv = inputType
+      ? process.execArgv.filter((arg) => !arg.startsWith('--input-type'))
+      : undefined;
+    const worker = new Worker(writerFile(), { workerData: data, execArgv, resourceLimits: WRITER_LIMITS });
+    this.worker = worker;
+    worker.on('message', (message: FromWriter) => {
+      if (message.type === 'done') this.settle(message.id, message.outcomes);
+      else if (message.type === 'ready') {
+        this.writerUp = true;
+        this.send();
+      } else if (message.type === 'failed') this.fail(FastmonError.fromInfo(message.error));
+    });
+    worker.on('error', (err) => this.fail(err));
+    worker.on('exit', () => this.fail(new Error('the store thread exited')));
   }
 
   private settle(id: number, outcomes: OpOutcome[]): void {
@@ -195,10 +236,9 @@ export class Store {
 
   private fail(err: Error): void {
     if (this.closing && !this.inFlight && this.queue.length === 0) return;
-    this.failed ??= new FastmonError(
-      'STORE_OPEN_FAILED',
-      `the local store ${this.file} stopped: ${err.message}`,
-    );
+    this.failed ??= isFastmonError(err)
+      ? err
+      : new FastmonError('STORE_OPEN_FAILED', `the local store ${this.file} stopped: ${err.message}`);
     const waiting = [...(this.inFlight?.batch ?? []), ...this.queue];
     this.inFlight = null;
     this.queue = [];
