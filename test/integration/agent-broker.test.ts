@@ -18,9 +18,7 @@ const bed = agentTestBed({
   env: { FASTMON_SEED: 'test-seed' },
 });
 
-function stfName(seq: number): string {
-  return `swf.${RUN}.${String(seq).padStart(6, '0')}.stf`;
-}
+const { stfName } = bed;
 
 /** The example data agent's per-file stf_ready (docs/testbed-interface.md, "stf_ready"): size and checksum null. */
 function stfReady(seq: number, extra: Record<string, unknown> = {}) {

@@ -7,9 +7,7 @@ const RUN = '108000';
 
 const bed = agentTestBed({ label: 'alo', run: RUN, stfs: 20, broadcastOut: true });
 
-function name(seq: number): string {
-  return `swf.${RUN}.${String(seq).padStart(6, '0')}.stf`;
-}
+const { stfName: name } = bed;
 
 function stfReady(seq: number) {
   return { msg_type: 'stf_ready', filename: name(seq), run_id: RUN, state: 'run', substate: 'physics' };

@@ -18,8 +18,6 @@ let db: TestDatabase;
 let proxy: TcpProxy;
 const dirs: string[] = [];
 
-const stfName = (seq: number) => `swf.${RUN}.${String(seq).padStart(6, '0')}.stf`;
-
 const bed = agentTestBed({
   label: 'dbagent',
   run: RUN,
@@ -27,6 +25,7 @@ const bed = agentTestBed({
   namespaced: true,
   env: { FASTMON_SEED: 'test-seed' },
 });
+const { stfName } = bed;
 
 beforeAll(async () => {
   db = await createTestDatabase();

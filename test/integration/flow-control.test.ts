@@ -9,9 +9,7 @@ const BURST = 500;
 const bed = agentTestBed({ label: 'flow', run: RUN, stfs: BURST, broadcastOut: true });
 afterEach(() => bed.double.clearFaults());
 
-function name(seq: number): string {
-  return `swf.${RUN}.${String(seq).padStart(6, '0')}.stf`;
-}
+const { stfName: name } = bed;
 
 /** Samples the agent's in-progress STF count (what /healthz reports) until stopped; returns the highest seen. */
 function watchInFlight(a: TestAgent): { stop(): number } {

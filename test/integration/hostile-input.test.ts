@@ -15,9 +15,7 @@ const bed = agentTestBed({
   env: { FASTMON_SEED: 'test-seed' },
 });
 
-function stfName(seq: number, run = RUN): string {
-  return `swf.${run}.${String(seq).padStart(6, '0')}.stf`;
-}
+const { stfName } = bed;
 
 function stfReady(seq: number, extra: Record<string, unknown> = {}) {
   return {

@@ -16,9 +16,7 @@ const bed = agentTestBed({
   env: { FASTMON_SEED: 'interop' },
 });
 
-function stfName(seq: number): string {
-  return `swf.${RUN}.${String(seq).padStart(6, '0')}.stf`;
-}
+const { stfName } = bed;
 
 /** The example data agent's stf_ready: no tf_count, size, checksum or URL. */
 function stfReady(seq: number, extra: Record<string, unknown> = {}) {

@@ -125,6 +125,9 @@ export class AgentTestBed {
 
   constructor(private readonly options: AgentTestBedOptions) {}
 
+  /** swf.<run>.<seq, six digits>.stf, of the bed's run unless given. */
+  stfName = (seq: number, run = this.options.run): string => `swf.${run}.${String(seq).padStart(6, '0')}.stf`;
+
   /** Where the agents broadcast (and `seen` listens). */
   get broadcast(): string {
     return this.options.broadcastOut ? `${this.topic}.out` : this.topic;
@@ -156,10 +159,7 @@ export class AgentTestBed {
     const { run, stfs, label } = this.options;
     this.double.reset();
     for (let seq = 1; seq <= stfs; seq++) {
-      this.double.addStfFile({
-        stf_filename: `swf.${run}.${String(seq).padStart(6, '0')}.stf`,
-        run_number: Number(run),
-      });
+      this.double.addStfFile({ stf_filename: this.stfName(seq), run_number: Number(run) });
     }
     this.topic = uniqueTopic(label);
     this.namespace = `ns-${randomUUID().slice(0, 8)}`;
