@@ -1,55 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startTestAgent, type TestAgent } from '../support/agent.js';
-import { type Collector, TestPeer, uniqueTopic } from '../support/broker.js';
-import { type MonitorDouble, startMonitorDouble } from '../support/monitor-double.js';
+import { describe, expect, it } from 'vitest';
+import { agentTestBed } from '../support/agent.js';
+import type { Collector } from '../support/broker.js';
 
 const RUN = '108000';
-let double: MonitorDouble;
-let peer: TestPeer;
-let topic: string;
-let seen: Collector;
-let running: TestAgent[] = [];
 
-beforeAll(async () => {
-  double = await startMonitorDouble();
-  peer = await TestPeer.connect();
-});
-afterAll(async () => {
-  await peer.close();
-  await double.close();
-});
-beforeEach(async () => {
-  double.reset();
-  for (let seq = 1; seq <= 20; seq++) double.addStfFile({ stf_filename: name(seq), run_number: Number(RUN) });
-  topic = uniqueTopic('alo');
-  seen = await peer.collect(`${topic}.out`);
-});
-afterEach(async () => {
-  await Promise.all(running.map((a) => a.stop()));
-  running = [];
-});
+const bed = agentTestBed({ label: 'alo', run: RUN, stfs: 20, broadcastOut: true });
 
-function name(seq: number): string {
-  return `swf.${RUN}.${String(seq).padStart(6, '0')}.stf`;
-}
+const { stfName: name } = bed;
 
 function stfReady(seq: number) {
   return { msg_type: 'stf_ready', filename: name(seq), run_id: RUN, state: 'run', substate: 'physics' };
-}
-
-async function agent(env: Record<string, string>): Promise<TestAgent> {
-  const a = await startTestAgent({
-    monitor: double,
-    env: {
-      FASTMON_SUBSCRIPTION: topic,
-      FASTMON_BROADCAST: `${topic}.out`,
-      FASTMON_CATALOG: `/tmp/fastmon-store-${randomUUID()}.sqlite`,
-      ...env,
-    },
-  });
-  running.push(a);
-  return a;
 }
 
 describe('at-least-once consumption', () => {
@@ -58,21 +19,21 @@ describe('at-least-once consumption', () => {
       FASTMON_CLIENT_ID: `fastmon-durable-${randomUUID().slice(0, 8)}`,
       FASTMON_DURABLE_SUBSCRIPTION: 'fastmon',
     };
-    const first = await agent(env);
-    await peer.publish(topic, stfReady(1));
-    await seen.waitFor((c) => c.bodies('tf_file_registered').length === 7, 15_000, 'the first STF');
+    const first = await bed.agent(env);
+    await bed.peer.publish(bed.topic, stfReady(1));
+    await bed.seen.waitFor((c) => c.bodies('tf_file_registered').length === 7, 15_000, 'the first STF');
     await first.stop();
-    running = [];
+    bed.running = [];
     // Down: these two wait on the broker.
-    await peer.publish(topic, stfReady(2));
-    await peer.publish(topic, stfReady(3));
-    await agent(env);
-    await seen.waitFor(
+    await bed.peer.publish(bed.topic, stfReady(2));
+    await bed.peer.publish(bed.topic, stfReady(3));
+    await bed.agent(env);
+    await bed.seen.waitFor(
       (c) => c.bodies('tf_file_registered').length === 21,
       15_000,
       'the STFs published while down',
     );
-    expect(double.fastmonFiles).toHaveLength(21);
+    expect(bed.double.fastmonFiles).toHaveLength(21);
   });
 
   it('retries a message whose samples could not be registered, and acknowledges it only then', async () => {
@@ -81,65 +42,65 @@ describe('at-least-once consumption', () => {
       FASTMON_DURABLE_SUBSCRIPTION: 'fastmon',
       FASTMON_MONITOR_RETRIES: '0',
     };
-    const a = await agent(env);
-    double.fail({
+    const a = await bed.agent(env);
+    bed.double.fail({
       path: '/fastmon-files/',
       method: 'POST',
       status: 400,
       body: { detail: 'passing trouble' },
       times: 3,
     });
-    await peer.publish(topic, stfReady(4));
-    await seen.waitFor(
+    await bed.peer.publish(bed.topic, stfReady(4));
+    await bed.seen.waitFor(
       (c) => c.bodies('tf_file_registered').length >= 7,
       20_000,
       'the samples after the retry',
     );
-    expect(new Set(double.fastmonFiles.map((r) => r.tf_filename)).size).toBe(7);
+    expect(new Set(bed.double.fastmonFiles.map((r) => r.tf_filename)).size).toBe(7);
     expect(a.logs.find((r) => r.msg === 'message not fully handled; retrying')).toBeDefined();
     // Acknowledged: a restart on the same durable subscription gets nothing again.
     await a.stop();
-    running = [];
-    double.clearRequests();
-    const b = await agent(env);
-    await peer.publish(topic, stfReady(5)); // a marker behind anything the broker would redeliver
+    bed.running = [];
+    bed.double.clearRequests();
+    const b = await bed.agent(env);
+    await bed.peer.publish(bed.topic, stfReady(5)); // a marker behind anything the broker would redeliver
     const marker = (c: Collector) =>
       c.bodies('tf_file_registered').filter((n) => n.stf_filename === name(5)).length;
-    await seen.waitFor((c) => marker(c) === 7, 20_000, 'the marker');
-    const posted = double.requests.filter((r) => r.method === 'POST' && r.path.includes('fastmon-files'));
+    await bed.seen.waitFor((c) => marker(c) === 7, 20_000, 'the marker');
+    const posted = bed.double.requests.filter((r) => r.method === 'POST' && r.path.includes('fastmon-files'));
     expect(posted).toHaveLength(7);
     expect(b.agent.totals.stfsDuplicate).toBe(0);
   });
 
   it('shares a queue between competing agents, and swf-monitor still ends with each sample once', async () => {
     const queue = `/queue/fastmon.test.${randomUUID().slice(0, 8)}`;
-    const a = await agent({ FASTMON_SUBSCRIPTION: queue, FASTMON_PREFETCH: '1' });
-    const b = await agent({ FASTMON_SUBSCRIPTION: queue, FASTMON_PREFETCH: '1' });
-    for (let seq = 1; seq <= 20; seq++) await peer.publish(queue, stfReady(seq));
+    const a = await bed.agent({ FASTMON_SUBSCRIPTION: queue, FASTMON_PREFETCH: '1' });
+    const b = await bed.agent({ FASTMON_SUBSCRIPTION: queue, FASTMON_PREFETCH: '1' });
+    for (let seq = 1; seq <= 20; seq++) await bed.peer.publish(queue, stfReady(seq));
     // A few announced twice (the same STF sent again): still one row per sample.
-    for (let seq = 1; seq <= 3; seq++) await peer.publish(queue, stfReady(seq));
-    await seen.waitFor(
+    for (let seq = 1; seq <= 3; seq++) await bed.peer.publish(queue, stfReady(seq));
+    await bed.seen.waitFor(
       (c) => new Set(c.bodies('tf_file_registered').map((n) => n.tf_filename)).size === 140,
       30_000,
       'all samples',
     );
-    expect(double.fastmonFiles).toHaveLength(140);
-    expect(new Set(double.fastmonFiles.map((r) => r.tf_filename)).size).toBe(140);
+    expect(bed.double.fastmonFiles).toHaveLength(140);
+    expect(new Set(bed.double.fastmonFiles.map((r) => r.tf_filename)).size).toBe(140);
     const byAgent = new Map<unknown, number>();
-    for (const n of seen.bodies('tf_file_registered'))
+    for (const n of bed.seen.bodies('tf_file_registered'))
       byAgent.set(n.processed_by, (byAgent.get(n.processed_by) ?? 0) + 1);
     expect(byAgent.get(a.agent.agentName)).toBeGreaterThan(0);
     expect(byAgent.get(b.agent.agentName)).toBeGreaterThan(0);
   });
 
   it('sends refused messages to the dead-letter destination, persistent, with the reason, and carries on', async () => {
-    const deadLetters = await peer.collect(`${topic}.dlq`);
-    const a = await agent({ FASTMON_DEAD_LETTER: `${topic}.dlq` });
-    await peer.publish(topic, '{"msg_type": "stf_ready", "filename": ');
-    await peer.publish(topic, { msg_type: 'stf_ready', filename: name(5), size_bytes: -3 });
-    await peer.publish(topic, `{"msg_type":"stf_ready","pad":"${'x'.repeat(1_100_000)}"}`);
-    await peer.publish(topic, stfReady(6));
-    await seen.waitFor((c) => c.bodies('tf_file_registered').length === 7, 15_000, 'the good STF');
+    const deadLetters = await bed.peer.collect(`${bed.topic}.dlq`);
+    const a = await bed.agent({ FASTMON_DEAD_LETTER: `${bed.topic}.dlq` });
+    await bed.peer.publish(bed.topic, '{"msg_type": "stf_ready", "filename": ');
+    await bed.peer.publish(bed.topic, { msg_type: 'stf_ready', filename: name(5), size_bytes: -3 });
+    await bed.peer.publish(bed.topic, `{"msg_type":"stf_ready","pad":"${'x'.repeat(1_100_000)}"}`);
+    await bed.peer.publish(bed.topic, stfReady(6));
+    await bed.seen.waitFor((c) => c.bodies('tf_file_registered').length === 7, 15_000, 'the good STF');
     await deadLetters.waitFor((c) => c.messages.length === 3, 10_000, 'three dead letters');
     const codes = deadLetters.bodies().map((b) => b.code);
     expect(codes).toEqual(['MESSAGE_NOT_JSON', 'MESSAGE_INVALID', 'MESSAGE_TOO_LARGE']);

@@ -1,67 +1,53 @@
 // The agent with SWF_MONITOR_DB_URL: ActiveMQ in, real PostgreSQL for rows, the double for the rest.
 
-import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { writeStf } from '../../workers/stf-writer.js';
-import { startTestAgent, type TestAgent } from '../support/agent.js';
-import { type Collector, TestPeer, uniqueTopic } from '../support/broker.js';
+import { agentTestBed, type TestAgent } from '../support/agent.js';
+import type { Collector } from '../support/broker.js';
 import { startCli } from '../support/cli.js';
-import { type MonitorDouble, startMonitorDouble } from '../support/monitor-double.js';
 import { MONITOR_DDL } from '../support/monitor-schema.js';
 import { createTestDatabase, fastmonRows, seedStfs, type TestDatabase } from '../support/postgres.js';
 import { rememberSecret } from '../support/secrets.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 
 const RUN = '101993';
-let double: MonitorDouble;
-let peer: TestPeer;
 let db: TestDatabase;
 let proxy: TcpProxy;
-let topic: string;
-let namespace: string;
-let seen: Collector;
-let running: TestAgent[] = [];
 const dirs: string[] = [];
 
-const stfName = (seq: number) => `swf.${RUN}.${String(seq).padStart(6, '0')}.stf`;
+const bed = agentTestBed({
+  label: 'dbagent',
+  run: RUN,
+  stfs: 9,
+  namespaced: true,
+  env: { FASTMON_SEED: 'test-seed' },
+});
+const { stfName } = bed;
 
 beforeAll(async () => {
-  double = await startMonitorDouble();
-  peer = await TestPeer.connect();
   db = await createTestDatabase();
   const u = new URL(db.url);
   proxy = await startTcpProxy(u.hostname, Number(u.port));
 });
 afterAll(async () => {
-  await peer.close();
-  await double.close();
   await proxy.close();
   await db.drop();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 beforeEach(async () => {
-  double.reset();
   await db.pool.query('TRUNCATE swf_fastmon_files, swf_stf_files, swf_runs CASCADE');
   const names = Array.from({ length: 60 }, (_, i) => stfName(i + 1));
   await seedStfs(db.pool, Number(RUN), names);
-  for (const name of names.slice(0, 9)) double.addStfFile({ stf_filename: name, run_number: Number(RUN) });
-  topic = uniqueTopic('dbagent');
-  namespace = `ns-${randomUUID().slice(0, 8)}`;
-  seen = await peer.collect(topic);
   proxy.restore();
-});
-afterEach(async () => {
-  await Promise.all(running.map((a) => a.stop()));
-  running = [];
 });
 
 function stfReady(seq: number) {
   return {
     msg_type: 'stf_ready',
-    namespace,
+    namespace: bed.namespace,
     filename: stfName(seq),
     run_id: RUN,
     state: 'run',
@@ -76,20 +62,10 @@ function proxiedUrl(): string {
   return u.toString();
 }
 
-async function agent(env: Record<string, string> = {}, withDb = true): Promise<TestAgent> {
-  const a = await startTestAgent({
-    monitor: double,
-    env: {
-      FASTMON_SUBSCRIPTION: topic,
-      FASTMON_BROADCAST: topic,
-      FASTMON_SEED: 'test-seed',
-      ...(withDb ? { SWF_MONITOR_DB_URL: proxiedUrl(), FASTMON_MONITOR_DB_TIMEOUT_MS: '1500' } : {}),
-      ...env,
-    },
-    args: ['--namespace', namespace],
-  });
-  running.push(a);
-  return a;
+/** `withDb`: rows go to the test database, through the proxy. */
+function agent(env: Record<string, string> = {}, withDb = true): Promise<TestAgent> {
+  const database = { SWF_MONITOR_DB_URL: proxiedUrl(), FASTMON_MONITOR_DB_TIMEOUT_MS: '1500' };
+  return bed.agent({ ...(withDb ? database : {}), ...env });
 }
 
 const registered = (c: Collector) => c.bodies('tf_file_registered');
@@ -105,21 +81,21 @@ async function waitUntil(predicate: () => boolean | Promise<boolean>, what: stri
 describe('the agent with SWF_MONITOR_DB_URL', () => {
   it('registers a flood of stf_ready in PostgreSQL in batches; REST keeps only identity, subscriber and heartbeats', async () => {
     const a = await agent();
-    for (let seq = 1; seq <= 60; seq++) await peer.publish(topic, stfReady(seq));
-    await seen.waitFor((c) => registered(c).length === 420, 30_000, '420 notifications');
+    for (let seq = 1; seq <= 60; seq++) await bed.peer.publish(bed.topic, stfReady(seq));
+    await bed.seen.waitFor((c) => registered(c).length === 420, 30_000, '420 notifications');
     const rows = await fastmonRows(db.pool);
     expect(rows).toHaveLength(420);
     const ids = new Map(rows.map((r) => [r.tf_filename, r.tf_file_id]));
-    for (const n of registered(seen)) expect(n.tf_file_id).toBe(ids.get(String(n.tf_filename)));
-    expect(double.fastmonFiles).toHaveLength(0);
-    expect(double.requests.filter((r) => r.path.includes('fastmon-files'))).toHaveLength(0);
+    for (const n of registered(bed.seen)) expect(n.tf_file_id).toBe(ids.get(String(n.tf_filename)));
+    expect(bed.double.fastmonFiles).toHaveLength(0);
+    expect(bed.double.requests.filter((r) => r.path.includes('fastmon-files'))).toHaveLength(0);
     // No tf_count in the messages: each STF's count was looked up, in the database, not through REST.
     const lookups = (await a.agent.metrics.tfCountLookups.get()).values.reduce((n, v) => n + v.value, 0);
     expect(lookups).toBe(60);
-    expect(double.requests.filter((r) => r.path.includes('stf-files'))).toHaveLength(0);
-    expect(double.requests.some((r) => r.path.includes('next-agent-id'))).toBe(true);
-    expect(double.subscribers.length).toBeGreaterThan(0);
-    expect(double.heartbeats.length).toBeGreaterThan(0);
+    expect(bed.double.requests.filter((r) => r.path.includes('stf-files'))).toHaveLength(0);
+    expect(bed.double.requests.some((r) => r.path.includes('next-agent-id'))).toBe(true);
+    expect(bed.double.subscribers.length).toBeGreaterThan(0);
+    expect(bed.double.heartbeats.length).toBeGreaterThan(0);
     const statements = (await a.agent.metrics.monitorRequests.get()).values.find(
       (v) => v.metricName?.endsWith('_count') && v.labels.endpoint === 'swf_fastmon_files',
     );
@@ -130,17 +106,17 @@ describe('the agent with SWF_MONITOR_DB_URL', () => {
 
   it('writes the same rows as the REST path for the same STFs', async () => {
     const rest = await agent({}, false);
-    for (const seq of [1, 2, 3]) await peer.publish(topic, stfReady(seq));
-    await seen.waitFor((c) => registered(c).length === 21, 15_000, 'REST registrations');
+    for (const seq of [1, 2, 3]) await bed.peer.publish(bed.topic, stfReady(seq));
+    await bed.seen.waitFor((c) => registered(c).length === 21, 15_000, 'REST registrations');
     await rest.stop();
-    running = [];
+    bed.running = [];
     const direct = await agent();
-    for (const seq of [1, 2, 3]) await peer.publish(topic, stfReady(seq));
-    await seen.waitFor((c) => registered(c).length === 42, 15_000, 'database registrations');
+    for (const seq of [1, 2, 3]) await bed.peer.publish(bed.topic, stfReady(seq));
+    await bed.seen.waitFor((c) => registered(c).length === 42, 15_000, 'database registrations');
     const rows = await fastmonRows(db.pool);
     expect(rows).toHaveLength(21);
     for (const row of rows) {
-      const api = double.fastmonFiles.find((f) => f.tf_filename === row.tf_filename);
+      const api = bed.double.fastmonFiles.find((f) => f.tf_filename === row.tf_filename);
       if (!api) throw new Error(`${row.tf_filename} missing in the double`);
       for (const f of [
         'stf_file',
@@ -163,19 +139,19 @@ describe('the agent with SWF_MONITOR_DB_URL', () => {
 
   it('registers nothing twice on redelivery or after a restart, and re-announces the existing ids', async () => {
     const first = await agent();
-    await peer.publish(topic, stfReady(1));
-    await seen.waitFor((c) => registered(c).length === 7, 15_000, '7 notifications');
+    await bed.peer.publish(bed.topic, stfReady(1));
+    await bed.seen.waitFor((c) => registered(c).length === 7, 15_000, '7 notifications');
     await first.stop();
-    running = [];
+    bed.running = [];
     await agent();
-    await peer.publish(topic, stfReady(1));
-    await peer.publish(topic, stfReady(1));
-    await seen.waitFor((c) => registered(c).length >= 14, 15_000, 'notifications after the restart');
+    await bed.peer.publish(bed.topic, stfReady(1));
+    await bed.peer.publish(bed.topic, stfReady(1));
+    await bed.seen.waitFor((c) => registered(c).length >= 14, 15_000, 'notifications after the restart');
     const rows = await fastmonRows(db.pool);
     expect(rows).toHaveLength(7);
     const ids = rows.map((r) => r.tf_file_id).sort();
     expect(
-      registered(seen)
+      registered(bed.seen)
         .slice(7, 14)
         .map((n) => String(n.tf_file_id))
         .sort(),
@@ -184,9 +160,9 @@ describe('the agent with SWF_MONITOR_DB_URL', () => {
 
   it('logs the refusal of an unknown STF as for a 400, and carries on', async () => {
     const a = await agent();
-    await peer.publish(topic, { ...stfReady(1), filename: 'swf.101993.000404.stf' });
-    await peer.publish(topic, stfReady(1));
-    await seen.waitFor((c) => registered(c).length === 7, 15_000, 'the next STF');
+    await bed.peer.publish(bed.topic, { ...stfReady(1), filename: 'swf.101993.000404.stf' });
+    await bed.peer.publish(bed.topic, stfReady(1));
+    await bed.seen.waitFor((c) => registered(c).length === 7, 15_000, 'the next STF');
     await waitUntil(() => a.logs.find((r) => r.code === 'MONITOR_REJECTED') !== undefined, 'the refusal');
     expect(String(a.logs.find((r) => r.code === 'MONITOR_REJECTED')?.msg)).toMatch(
       /TF sample not registered: .*Object with stf_filename=swf.101993.000404.stf does not exist/,
@@ -202,12 +178,12 @@ describe('the agent with SWF_MONITOR_DB_URL', () => {
 
   it('keeps the samples in the outbox while the database is down and drains it in shared statements when it is back', async () => {
     const a = await agent();
-    await peer.publish(topic, stfReady(1));
-    await seen.waitFor((c) => registered(c).length === 7, 15_000, 'before the outage');
+    await bed.peer.publish(bed.topic, stfReady(1));
+    await bed.seen.waitFor((c) => registered(c).length === 7, 15_000, 'before the outage');
     proxy.cut();
     // With its tf_count in the message, no StfFile lookup is needed (one that fails retries the
     // whole stf_ready instead, as with swf-monitor unreachable): the samples meet the outage.
-    for (const seq of [2, 3, 4]) await peer.publish(topic, { ...stfReady(seq), tf_count: 500 });
+    for (const seq of [2, 3, 4]) await bed.peer.publish(bed.topic, { ...stfReady(seq), tf_count: 500 });
     await waitUntil(
       () =>
         a.logs.records().filter((r) => String(r.msg).startsWith('TF sample put in the outbox')).length === 21,
@@ -223,8 +199,8 @@ describe('the agent with SWF_MONITOR_DB_URL', () => {
       )?.value ?? 0;
     const statementsBefore = await written();
     proxy.restore();
-    await peer.publish(topic, stfReady(5));
-    await seen.waitFor((c) => registered(c).length === 35, 40_000, 'the outbox drained and the next STF');
+    await bed.peer.publish(bed.topic, stfReady(5));
+    await bed.seen.waitFor((c) => registered(c).length === 35, 40_000, 'the outbox drained and the next STF');
     expect(a.logs.find((r) => String(r.msg).startsWith('StfFile lookup'))).toBeUndefined();
     await waitUntil(
       async () => (await a.agent.metrics.outboxDepth.get()).values[0]?.value === 0,
@@ -235,7 +211,7 @@ describe('the agent with SWF_MONITOR_DB_URL', () => {
     const rows = await fastmonRows(db.pool);
     expect(rows).toHaveLength(35);
     const ids = new Map(rows.map((r) => [r.tf_filename, r.tf_file_id]));
-    for (const n of registered(seen)) expect(n.tf_file_id).toBe(ids.get(String(n.tf_filename)));
+    for (const n of registered(bed.seen)) expect(n.tf_file_id).toBe(ids.get(String(n.tf_filename)));
     expect(a.logs.text()).not.toContain(new URL(db.url).password);
   });
 });
@@ -248,8 +224,8 @@ describe('swf-fastmon with SWF_MONITOR_DB_URL', () => {
       rememberSecret(password);
       const started = startCli(['agent'], {
         ACTIVEMQ_HOST: '127.0.0.1',
-        SWF_MONITOR_URL: double.url,
-        SWF_API_TOKEN: double.token,
+        SWF_MONITOR_URL: bed.double.url,
+        SWF_API_TOKEN: bed.double.token,
         SWF_MONITOR_DB_URL: other.url,
         FASTMON_HTTP_PORT: '-1',
         SWF_LOG_LEVEL: 'warn',
@@ -292,7 +268,11 @@ describe('swf-fastmon with SWF_MONITOR_DB_URL', () => {
       }
       return dir;
     };
-    const common = { SWF_MONITOR_URL: double.url, SWF_API_TOKEN: double.token, FASTMON_HTTP_PORT: '-1' };
+    const common = {
+      SWF_MONITOR_URL: bed.double.url,
+      SWF_API_TOKEN: bed.double.token,
+      FASTMON_HTTP_PORT: '-1',
+    };
     const restDir = await make();
     const rest = startCli(
       ['scan', path.join(restDir, 'data')],
@@ -314,7 +294,7 @@ describe('swf-fastmon with SWF_MONITOR_DB_URL', () => {
     );
     expect(stfs.rows).toHaveLength(2);
     for (const row of stfs.rows) {
-      const api = double.stfFiles.find((f) => f.stf_filename === row.stf_filename);
+      const api = bed.double.stfFiles.find((f) => f.stf_filename === row.stf_filename);
       if (!api) throw new Error(`${row.stf_filename} missing in the double`);
       for (const f of [
         'machine_state',
@@ -329,12 +309,12 @@ describe('swf-fastmon with SWF_MONITOR_DB_URL', () => {
       const { created_by: a2, path: p2, ...apiMeta } = api.metadata as Record<string, unknown>;
       expect(dbMeta).toEqual(apiMeta);
       expect(path.basename(String(p1))).toBe(path.basename(String(p2)));
-      expect(row.run_number).toBe(double.runs.find((r) => r.run_id === api.run)?.run_number);
+      expect(row.run_number).toBe(bed.double.runs.find((r) => r.run_id === api.run)?.run_number);
     }
     const rows = await fastmonRows(db.pool);
     expect(rows).toHaveLength(14);
     for (const row of rows) {
-      const api = double.fastmonFiles.find((f) => f.tf_filename === row.tf_filename);
+      const api = bed.double.fastmonFiles.find((f) => f.tf_filename === row.tf_filename);
       if (!api) throw new Error(`${row.tf_filename} missing in the double`);
       for (const f of [
         'stf_file',

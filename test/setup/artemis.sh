@@ -41,6 +41,11 @@ USER_PASS=admin
 TEST_USER=fastmon-test
 TEST_PASS=admin-broker-password
 WAIT_SECONDS=${FASTMON_ARTEMIS_WAIT_SECONDS:-120}
+GRACE_SECONDS=30
+LOCK_NAME=artemis
+LOCK_SECONDS=240
+BROKER=Artemis
+BROKER_LOGS=("$CONSOLE_LOG" "$LOG")
 # The testbed's addresses (its broker: `epicqueue` anycast, `epictopic` multicast, the PanDA ones),
 # written when the instance is created: after a change, stop, delete $INSTANCE, start.
 ADDRESSES=(epictopic:multicast epicqueue:anycast workflow_control:anycast panda.transformer.slices:anycast
@@ -54,47 +59,11 @@ TLS_KEYSTORE=$ETC/fastmon-test-broker.p12
 MARK_BEGIN='<!-- fastmon-test: begin (added by swf-fastmon test/setup/artemis.sh) -->'
 MARK_END='<!-- fastmon-test: end -->'
 
-say() { printf 'artemis.sh: %s\n' "$*"; }
-# Closes every descriptor above stderr in the current (sub)shell.
-close_inherited_fds() {
-  local fd
-  for fd in /proc/$BASHPID/fd/*; do
-    fd=${fd##*/}
-    if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
-  done
-}
-
-die() { printf 'artemis.sh: ERROR: %s\n' "$*" >&2; exit 1; }
-
-# True when host:port answers a STOMP 1.1/1.2 CONNECT with CONNECTED (bash /dev/tcp + coreutils only).
-stomp_ok() {
-  timeout 5 bash -c '
-    exec 3<>"/dev/tcp/$1/$2" || exit 1
-    printf "CONNECT\naccept-version:1.1,1.2\nhost:/\nlogin:$3\npasscode:$4\nheart-beat:0,0\n\n\0" >&3
-    while IFS= read -r -t 4 line <&3; do
-      line=${line//[[:space:]]/}
-      [[ -n $line ]] && break
-    done
-    [[ $line == CONNECTED ]] || exit 1
-    printf "DISCONNECT\n\n\0" >&3
-  ' _ "$1" "$2" "$USER_NAME" "$USER_PASS" 2>/dev/null
-}
-
-port_open() { timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null; }
+# shellcheck source=test/setup/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # PIDs of JVMs running this instance.
-broker_pids() {
-  local f cmd
-  local -a argv
-  for f in /proc/[0-9]*/cmdline; do
-    mapfile -d '' -t argv 2>/dev/null <"$f" || continue
-    cmd=" ${argv[*]} "
-    [[ $cmd == *" -Dartemis.instance=$INSTANCE "* ]] || continue
-    f=${f#/proc/}
-    echo "${f%/cmdline}"
-  done
-  return 0
-}
+broker_pids() { pids_with_args " -Dartemis.instance=$INSTANCE "; }
 
 find_java() {
   local j
@@ -104,10 +73,7 @@ find_java() {
   command -v java || die 'no java found: apt-get install -y openjdk-17-jre-headless'
 }
 
-need_root() {
-  [[ $(id -u) == 0 ]] && return
-  die "$1 needs root. Run: sudo bash $0 ${2:-}"
-}
+java_home() { dirname "$(dirname "$(readlink -f "$JAVA")")"; }
 
 # The distribution from Maven Central (the only registry reachable from CI), unpacked under /opt.
 install_distribution() {
@@ -132,7 +98,7 @@ install_distribution() {
 create_instance() {
   [[ -f $XML ]] && return
   say "creating the broker instance $INSTANCE ..."
-  JAVA_HOME=$(dirname "$(dirname "$(readlink -f "$JAVA")")") "$HOME_DIR/bin/artemis" create "$INSTANCE" \
+  JAVA_HOME=$(java_home) "$HOME_DIR/bin/artemis" create "$INSTANCE" \
     --silent --user "$USER_NAME" --password "$USER_PASS" --require-login \
     --host "$STOMP_HOST" --default-port "$CORE_PORT" --nio --no-web --java-memory 1G \
     --no-amqp-acceptor --no-mqtt-acceptor --no-hornetq-acceptor --no-stomp-acceptor \
@@ -147,22 +113,13 @@ create_instance() {
 # Self-signed CA + broker key pair (PKCS#12, password $TLS_PASS), generated once.
 ensure_tls_material() {
   [[ -s $TLS_KEYSTORE && -s $TLS_CA_PEM ]] && return 0
-  local kt tmp
-  kt="$(dirname "$(readlink -f "$JAVA")")/keytool"
-  [[ -x $kt ]] || kt=$(command -v keytool) || { say 'keytool not found: STOMP+TLS acceptor skipped'; return 0; }
-  say 'generating the test CA and broker certificate (keytool) ...'
+  local tmp
   tmp=$(mktemp -d)
-  k() { "$kt" "$1" -storetype PKCS12 -storepass "$TLS_PASS" "${@:2}" 2>"$tmp/err" || die "keytool $1: $(cat "$tmp/err")"; }
-  k -genkeypair -keystore "$tmp/ca.p12" -alias ca -keyalg RSA -keysize 2048 -validity 3650 \
-    -keypass "$TLS_PASS" -dname 'CN=swf-fastmon Artemis test CA' -ext bc:c=ca:true -ext ku:c=keyCertSign,cRLSign
-  k -exportcert -keystore "$tmp/ca.p12" -alias ca -rfc -file "$tmp/ca.pem"
-  k -genkeypair -keystore "$tmp/broker.p12" -alias broker -keyalg RSA -keysize 2048 -validity 3650 \
-    -keypass "$TLS_PASS" -dname 'CN=localhost'
-  k -certreq -keystore "$tmp/broker.p12" -alias broker -file "$tmp/broker.csr"
-  k -gencert -keystore "$tmp/ca.p12" -alias ca -infile "$tmp/broker.csr" -outfile "$tmp/broker.pem" -rfc \
-    -validity 3650 -ext san=dns:localhost,ip:127.0.0.1 -ext ku:c=digitalSignature,keyEncipherment -ext eku=serverAuth
-  k -importcert -keystore "$tmp/broker.p12" -alias ca -file "$tmp/ca.pem" -noprompt
-  k -importcert -keystore "$tmp/broker.p12" -alias broker -file "$tmp/broker.pem"
+  if ! make_test_certificates "$tmp" 'swf-fastmon Artemis test CA'; then
+    rm -rf "$tmp"
+    say 'keytool not found: STOMP+TLS acceptor skipped'
+    return 0
+  fi
   install -m 0600 "$tmp/ca.p12" "$TLS_CA_P12"
   install -m 0600 "$tmp/broker.p12" "$TLS_KEYSTORE"
   install -m 0644 "$tmp/ca.pem" "$TLS_CA_PEM"
@@ -216,111 +173,34 @@ ensure_test_user() {
   fi
 }
 
+# The distribution, the instance, the TLS material, the test account, broker.xml (see broker_main in lib.sh).
+configure_broker() {
+  JAVA=$(find_java)
+  install_distribution
+  create_instance
+  ensure_tls_material
+  ensure_test_user
+  configure_xml
+}
+
 start_broker() {
   mkdir -p "$INSTANCE/log"
   [[ -f $CONSOLE_LOG && $(stat -c %s "$CONSOLE_LOG") -gt 10000000 ]] && mv -f "$CONSOLE_LOG" "$CONSOLE_LOG.1"
   printf '===== %s: starting ActiveMQ Artemis (instance %s) =====\n' "$(date -Is)" "$INSTANCE" >>"$CONSOLE_LOG"
-  # setsid + nohup: own session, no controlling terminal, survives this script and the CI step.
-  # No inherited descriptor but stdio: the broker must not hold this script's lock (fd 9), nor the
-  # lock of whoever ran this script (`flock /tmp/fastmon-suite.lock npm test` passes its lock on to
-  # pretest's children: a broker started there held the suite lock for as long as it ran).
-  (cd "$INSTANCE" && close_inherited_fds && JAVA_HOME=$(dirname "$(dirname "$(readlink -f "$JAVA")")") exec setsid nohup \
-    "$INSTANCE/bin/artemis" run </dev/null >>"$CONSOLE_LOG" 2>&1) &
-  LAUNCHER=$!
-  say "started the broker (pid $!, log $LOG); waiting for STOMP on $STOMP_HOST:$STOMP_PORT ..."
+  launch "$INSTANCE" "$CONSOLE_LOG" env JAVA_HOME="$(java_home)" "$INSTANCE/bin/artemis" run
+  say "started the broker (pid $LAUNCHER, log $LOG); waiting for STOMP on $STOMP_HOST:$STOMP_PORT ..."
 }
 
-wait_for_stomp() {
-  local t0=$SECONDS
-  while ((SECONDS - t0 < WAIT_SECONDS)); do
-    if stomp_ok "$STOMP_HOST" "$STOMP_PORT"; then
-      say "Artemis STOMP answers on $STOMP_HOST:$STOMP_PORT after $((SECONDS - t0)) s" \
-        "(prefix-stripping acceptor $STOMP_PREFIX_PORT, core $CORE_PORT)"
-      [[ -s $TLS_CA_PEM ]] && say "STOMP+TLS acceptor on $STOMP_HOST:$STOMP_TLS_PORT, CA certificate: $TLS_CA_PEM"
-      return 0
-    fi
-    # bin/artemis is a shell script that execs java: until then only the launcher's pid exists.
-    [[ -n $(broker_pids) ]] || kill -0 "$LAUNCHER" 2>/dev/null || { say 'the broker process exited'; break; }
-    sleep 0.5
-  done
-  printf 'artemis.sh: ERROR: no STOMP CONNECTED on %s:%s within %s s. Last lines of %s and %s:\n' \
-    "$STOMP_HOST" "$STOMP_PORT" "$WAIT_SECONDS" "$CONSOLE_LOG" "$LOG" >&2
-  tail -n 30 "$CONSOLE_LOG" >&2 || true
-  tail -n 30 "$LOG" >&2 || true
-  exit 1
+broker_ready() {
+  say "prefix-stripping STOMP acceptor on $STOMP_HOST:$STOMP_PREFIX_PORT, core acceptor on $CORE_PORT"
+  [[ -s $TLS_CA_PEM ]] && say "STOMP+TLS acceptor on $STOMP_HOST:$STOMP_TLS_PORT, CA certificate: $TLS_CA_PEM"
+  return 0
 }
 
-stop_broker() {
-  local pids i
-  pids=$(broker_pids)
-  [[ -n $pids ]] || { say 'broker not running'; return 0; }
-  say "stopping the broker (pid $(echo $pids)) ..."
-  kill -TERM $pids 2>/dev/null || true
-  kill -CONT $pids 2>/dev/null || true # in case it was stopped (SIGSTOP)
-  for ((i = 0; i < 60; i++)); do
-    [[ -z $(broker_pids) ]] && { say 'stopped'; return 0; }
-    sleep 0.5
-  done
-  kill -KILL $(broker_pids) 2>/dev/null || true
-  say 'killed (did not stop within 30 s)'
+broker_status() {
+  if stomp_ok "$STOMP_HOST" "$STOMP_PREFIX_PORT"; then
+    say "STOMP (prefix stripping) answers on $STOMP_HOST:$STOMP_PREFIX_PORT"
+  else say "STOMP (prefix stripping) does not answer on $STOMP_HOST:$STOMP_PREFIX_PORT"; fi
 }
 
-lock() {
-  local dir=/run
-  [[ -d $dir && -w $dir ]] || dir=/tmp
-  exec 9>"$dir/fastmon-artemis.lock"
-  flock -w 240 9 || die 'another artemis.sh is still running'
-}
-
-cmd=${1:-start}
-case $cmd in
-  status)
-    if stomp_ok "$STOMP_HOST" "$STOMP_PORT"; then say "STOMP answers on $STOMP_HOST:$STOMP_PORT"; else say 'STOMP does not answer'; fi
-    if stomp_ok "$STOMP_HOST" "$STOMP_PREFIX_PORT"; then
-      say "STOMP (prefix stripping) answers on $STOMP_HOST:$STOMP_PREFIX_PORT"
-    else say "STOMP (prefix stripping) does not answer on $STOMP_HOST:$STOMP_PREFIX_PORT"; fi
-    pids=$(broker_pids)
-    say "broker pid(s): ${pids:-none}; log: $LOG"
-    [[ -n $pids ]]
-    ;;
-  stop)
-    need_root 'stopping the broker' stop
-    lock
-    stop_broker
-    ;;
-  start | restart)
-    if [[ $cmd == start ]] && stomp_ok "$STOMP_HOST" "$STOMP_PORT"; then
-      say "Artemis STOMP already answers on $STOMP_HOST:$STOMP_PORT"
-      exit 0
-    fi
-    need_root 'installing, configuring and starting Artemis' "$cmd"
-    lock
-    if [[ $cmd == start ]] && stomp_ok "$STOMP_HOST" "$STOMP_PORT"; then # started meanwhile
-      say "Artemis STOMP already answers on $STOMP_HOST:$STOMP_PORT"
-      exit 0
-    fi
-    JAVA=$(find_java)
-    CHANGED=0
-    install_distribution
-    create_instance
-    ensure_tls_material
-    ensure_test_user
-    configure_xml
-    if [[ -n $(broker_pids) ]]; then
-      if [[ $cmd == start && $CHANGED == 0 ]]; then
-        say 'broker process running but STOMP does not answer yet: giving it 30 s'
-        t0=$SECONDS
-        while ((SECONDS - t0 < 30)); do
-          stomp_ok "$STOMP_HOST" "$STOMP_PORT" && { say "Artemis STOMP answers on $STOMP_HOST:$STOMP_PORT"; exit 0; }
-          sleep 0.5
-        done
-      fi
-      stop_broker
-    fi
-    port_open "$STOMP_HOST" "$STOMP_PORT" &&
-      die "something else listens on $STOMP_HOST:$STOMP_PORT but does not answer STOMP CONNECT"
-    start_broker
-    wait_for_stomp
-    ;;
-  *) die "usage: $0 [start|stop|restart|status]" ;;
-esac
+broker_main "$@"

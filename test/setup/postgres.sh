@@ -25,8 +25,8 @@ ROLE_PASSWORD=fastmon-test-pg-secret
 DATABASE=fastmon_test
 WAIT_SECONDS=${FASTMON_PG_WAIT_SECONDS:-60}
 
-say() { printf 'postgres.sh: %s\n' "$*"; }
-die() { printf 'postgres.sh: ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=test/setup/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # The newest PostgreSQL installed under /usr/lib/postgresql (Debian installs versions side by side).
 pg_bin() {
@@ -48,11 +48,6 @@ postmaster_pid() {
   pid=$(head -n 1 "$DATA/postmaster.pid")
   [[ -n $pid && -d /proc/$pid ]] && echo "$pid"
   return 0
-}
-
-need_root() {
-  [[ $(id -u) == 0 ]] && return
-  die "$1 needs root. Run: sudo bash $0 ${2:-}"
 }
 
 install_package() {
@@ -121,8 +116,9 @@ start_cluster() {
   [[ -f $LOG && $(stat -c %s "$LOG") -gt 10000000 ]] && mv -f "$LOG" "$LOG.1"
   touch "$LOG"
   chown "$RUN_USER:" "$LOG"
-  # 9>&-: the postmaster must not inherit (and so hold forever) this script's lock.
-  (cd "$BASE" && exec 9>&- && as_pg setsid "$bin/pg_ctl" -D "$DATA" -l "$LOG" -w -t "$WAIT_SECONDS" start \
+  # No inherited descriptor but stdio: the postmaster must not hold (forever) this script's lock, nor that
+  # of whoever ran this script (see launch in lib.sh).
+  (cd "$BASE" && close_inherited_fds && as_pg setsid "$bin/pg_ctl" -D "$DATA" -l "$LOG" -w -t "$WAIT_SECONDS" start \
     </dev/null >/dev/null) || {
     tail -n 40 "$LOG" >&2 || true
     die "the cluster did not start (log: $LOG)"
@@ -152,13 +148,6 @@ stop_cluster() {
   say 'stopped'
 }
 
-lock() {
-  local dir=/run
-  [[ -d $dir && -w $dir ]] || dir=/tmp
-  exec 9>"$dir/fastmon-postgres.lock"
-  flock -w 120 9 || die 'another postgres.sh is still running'
-}
-
 url() { printf 'postgresql://%s:%s@%s:%s/%s\n' "$ROLE" "$ROLE_PASSWORD" "$HOST" "$PORT" "$DATABASE"; }
 
 cmd=${1:-start}
@@ -172,7 +161,7 @@ case $cmd in
     ;;
   stop)
     need_root 'stopping the cluster' stop
-    lock
+    take_lock postgres 120
     stop_cluster
     ;;
   start | restart)
@@ -182,7 +171,7 @@ case $cmd in
     fi
     install_package
     need_root 'initialising and starting PostgreSQL' "$cmd"
-    lock
+    take_lock postgres 120
     BIN=$(pg_bin)
     if [[ $cmd == restart ]]; then stop_cluster; fi
     if ! answers; then
