@@ -63,9 +63,10 @@ const CATALOGUE = {
   PUBLISH_FAILED: RETRYABLE,
   SSE_UNAVAILABLE: RETRYABLE,
   CLIENT_SOURCE_FAILED: NO,
-  // The agent is stopping: work cut short by the drain timeout (a sample refused by a closed outbox
-  // or store) is retryable, so its stf_ready stays unacknowledged and the broker gives it to the next
-  // agent. It was not under the old TRANSIENT pattern, which acknowledged it and lost the STF.
+  // The agent is stopping: work cut short (a sample refused by a closed outbox or store) is
+  // retryable, so its stf_ready is left unacknowledged for the next agent. The agent unsubscribes
+  // before it closes the outbox, so an acknowledgement would not reach the broker anyway
+  // (test/integration/shutdown-redelivery.test.ts); the catalogue says what the code means.
   SHUTDOWN: RETRYABLE,
   // A file or directory named on the command line (or in the configuration) that cannot be used:
   // the user's mistake, reported before anything starts (exit 2).
