@@ -142,6 +142,19 @@ describe('ledger keys', () => {
     });
   });
 
+  it('a lookup of many keys at once gives the records of those present, as get does one by one', async () => {
+    const keys = ['a\nb', 'é ✓ 数据', '[1,"x"]', 'plain', 'x\u0000y'];
+    const file = tempStore();
+    await withLedger(file, async (ledger) => {
+      await Promise.all(keys.map((key, n) => ledger.record(key, { ...sampled(n), outcome: 'failed' })));
+      const asked = [...keys, 'absent', 'é ✓', 'plain '];
+      const found = ledger.getMany(asked);
+      expect([...found.keys()].sort()).toEqual([...keys].sort());
+      for (const key of asked) expect(found.get(key)).toEqual(ledger.get(key));
+      expect(ledger.getMany([]).size).toBe(0);
+    });
+  });
+
   it('any set of well-formed keys survives a reopen', async () => {
     await fc.assert(
       fc.asyncProperty(

@@ -240,165 +240,176 @@ describe('walk', () => {
   });
 });
 
-describe('walk over bad input: logged with a reason, counted, skipped, never thrown', () => {
-  it('skips a zero-byte file as ZERO_BYTE', async () => {
-    const root = tree(tempDir(), { 'empty.stf': '', 'full.stf': 'x' });
-    const entries = await collect([root]);
-    expect(relatives(entries)).toEqual(['full.stf']);
-    expect(skips(entries)).toEqual([
-      { kind: 'skip', path: `${root}/empty.stf`, reason: 'ZERO_BYTE', message: 'empty file' },
-    ]);
-  });
+// Both ways of listing: synchronous calls (a local file system, what tmpdir is) and overlapped
+// asynchronous ones (what a network file system gets).
+describe.each([
+  { way: 'synchronous', overlapStats: false },
+  { way: 'overlapped', overlapStats: true },
+])(
+  'walk over bad input ($way stats): logged with a reason, counted, skipped, never thrown',
+  ({ overlapStats }) => {
+    const collectThisWay = (roots: string[], options: Partial<WalkOptions> = {}) =>
+      collect(roots, { overlapStats, ...options });
 
-  it('skips names that are not UTF-8 as NOT_UTF8, shown percent-escaped, and does not enter such directories', async () => {
-    const root = tree(tempDir(), { 'ok.stf': 'x' });
-    const bytes = (...b: number[]) => Buffer.concat([Buffer.from(`${root}/`), Buffer.from(b)]);
-    writeFileSync(bytes(0x73, 0x77, 0x66, 0xff, 0x2e, 0x73, 0x74, 0x66), 'x'); // swf\xff.stf
-    writeFileSync(bytes(0x6e, 0x6f, 0x74, 0x65, 0xfe), 'x'); // note\xfe: matches no pattern, ignored
-    mkdirSync(bytes(0x64, 0x69, 0x72, 0xc3)); // dir\xc3: a truncated UTF-8 sequence
-    writeFileSync(Buffer.concat([bytes(0x64, 0x69, 0x72, 0xc3), Buffer.from('/inside.stf')]), 'x');
-    const entries = await collect([root]);
-    expect(relatives(entries)).toEqual(['ok.stf']);
-    expect(
-      skips(entries)
-        .map((s) => [s.reason, s.path])
-        .sort(),
-    ).toEqual([
-      ['NOT_UTF8', `${root}/dir%C3`],
-      ['NOT_UTF8', `${root}/swf%FF.stf`],
-    ]);
-    // Not recursive: the directory is not a candidate, so it is not reported.
-    expect(skips(await collect([root], { recursive: false })).map((s) => s.path)).toEqual([
-      `${root}/swf%FF.stf`,
-    ]);
-  });
+    it('skips a zero-byte file as ZERO_BYTE', async () => {
+      const root = tree(tempDir(), { 'empty.stf': '', 'full.stf': 'x' });
+      const entries = await collectThisWay([root]);
+      expect(relatives(entries)).toEqual(['full.stf']);
+      expect(skips(entries)).toEqual([
+        { kind: 'skip', path: `${root}/empty.stf`, reason: 'ZERO_BYTE', message: 'empty file' },
+      ]);
+    });
 
-  it('does not follow symlinks by default; following, takes links to files and reports dangling ones', async () => {
-    const root = tree(tempDir(), { 'real.stf': 'x', 'elsewhere/target.stf': 'x' });
-    symlinkSync(path.join(root, 'real.stf'), path.join(root, 'link.stf'));
-    symlinkSync(path.join(root, 'nowhere.stf'), path.join(root, 'dangling.stf'));
-    symlinkSync(path.join(root, 'elsewhere'), path.join(root, 'linked-dir'));
-    symlinkSync('b.stf', path.join(root, 'a.stf'));
-    symlinkSync('a.stf', path.join(root, 'b.stf'));
+    it('skips names that are not UTF-8 as NOT_UTF8, shown percent-escaped, and does not enter such directories', async () => {
+      const root = tree(tempDir(), { 'ok.stf': 'x' });
+      const bytes = (...b: number[]) => Buffer.concat([Buffer.from(`${root}/`), Buffer.from(b)]);
+      writeFileSync(bytes(0x73, 0x77, 0x66, 0xff, 0x2e, 0x73, 0x74, 0x66), 'x'); // swf\xff.stf
+      writeFileSync(bytes(0x6e, 0x6f, 0x74, 0x65, 0xfe), 'x'); // note\xfe: matches no pattern, ignored
+      mkdirSync(bytes(0x64, 0x69, 0x72, 0xc3)); // dir\xc3: a truncated UTF-8 sequence
+      writeFileSync(Buffer.concat([bytes(0x64, 0x69, 0x72, 0xc3), Buffer.from('/inside.stf')]), 'x');
+      const entries = await collectThisWay([root]);
+      expect(relatives(entries)).toEqual(['ok.stf']);
+      expect(
+        skips(entries)
+          .map((s) => [s.reason, s.path])
+          .sort(),
+      ).toEqual([
+        ['NOT_UTF8', `${root}/dir%C3`],
+        ['NOT_UTF8', `${root}/swf%FF.stf`],
+      ]);
+      // Not recursive: the directory is not a candidate, so it is not reported.
+      expect(skips(await collectThisWay([root], { recursive: false })).map((s) => s.path)).toEqual([
+        `${root}/swf%FF.stf`,
+      ]);
+    });
 
-    const plain = await collect([root]);
-    expect(relatives(plain)).toEqual(['elsewhere/target.stf', 'real.stf']);
-    expect(
-      skips(plain)
-        .map((s) => [s.reason, path.basename(s.path)])
-        .sort(),
-    ).toEqual([
-      ['NOT_A_FILE', 'a.stf'],
-      ['NOT_A_FILE', 'b.stf'],
-      ['NOT_A_FILE', 'dangling.stf'],
-      ['NOT_A_FILE', 'link.stf'],
-    ]);
+    it('does not follow symlinks by default; following, takes links to files and reports dangling ones', async () => {
+      const root = tree(tempDir(), { 'real.stf': 'x', 'elsewhere/target.stf': 'x' });
+      symlinkSync(path.join(root, 'real.stf'), path.join(root, 'link.stf'));
+      symlinkSync(path.join(root, 'nowhere.stf'), path.join(root, 'dangling.stf'));
+      symlinkSync(path.join(root, 'elsewhere'), path.join(root, 'linked-dir'));
+      symlinkSync('b.stf', path.join(root, 'a.stf'));
+      symlinkSync('a.stf', path.join(root, 'b.stf'));
 
-    const followed = await collect([root], { followSymlinks: true });
-    expect(relatives(followed)).toEqual([
-      'elsewhere/target.stf',
-      'link.stf',
-      'linked-dir/target.stf',
-      'real.stf',
-    ]);
-    expect(
-      skips(followed)
-        .map((s) => [s.reason, path.basename(s.path)])
-        .sort(),
-    ).toEqual([
-      ['ELOOP', 'a.stf'],
-      ['ELOOP', 'b.stf'],
-      ['ENOENT', 'dangling.stf'],
-    ]);
-  });
+      const plain = await collectThisWay([root]);
+      expect(relatives(plain)).toEqual(['elsewhere/target.stf', 'real.stf']);
+      expect(
+        skips(plain)
+          .map((s) => [s.reason, path.basename(s.path)])
+          .sort(),
+      ).toEqual([
+        ['NOT_A_FILE', 'a.stf'],
+        ['NOT_A_FILE', 'b.stf'],
+        ['NOT_A_FILE', 'dangling.stf'],
+        ['NOT_A_FILE', 'link.stf'],
+      ]);
 
-  it('reports a symlink back to an ancestor once as ELOOP and terminates', async () => {
-    const root = tree(tempDir(), { 'dir/x.stf': 'x', 'dir/sub/y.stf': 'x' });
-    const dir = path.join(root, 'dir');
-    symlinkSync(dir, path.join(dir, 'link'));
-    symlinkSync('../..', path.join(dir, 'sub', 'up'));
+      const followed = await collectThisWay([root], { followSymlinks: true });
+      expect(relatives(followed)).toEqual([
+        'elsewhere/target.stf',
+        'link.stf',
+        'linked-dir/target.stf',
+        'real.stf',
+      ]);
+      expect(
+        skips(followed)
+          .map((s) => [s.reason, path.basename(s.path)])
+          .sort(),
+      ).toEqual([
+        ['ELOOP', 'a.stf'],
+        ['ELOOP', 'b.stf'],
+        ['ENOENT', 'dangling.stf'],
+      ]);
+    });
 
-    const followed = await collect([dir], { followSymlinks: true });
-    expect(relatives(followed)).toEqual(['sub/y.stf', 'x.stf']);
-    expect(skips(followed).map((s) => [s.reason, s.path.slice(dir.length)])).toEqual(
-      expect.arrayContaining([
-        ['ELOOP', '/link'],
-        ['ELOOP', '/sub/up/dir'],
-      ]),
-    );
-    // `up` leads to `root`, not an ancestor of `dir`; from there `dir` is an ancestor again.
-    expect(skips(followed)).toHaveLength(2);
+    it('reports a symlink back to an ancestor once as ELOOP and terminates', async () => {
+      const root = tree(tempDir(), { 'dir/x.stf': 'x', 'dir/sub/y.stf': 'x' });
+      const dir = path.join(root, 'dir');
+      symlinkSync(dir, path.join(dir, 'link'));
+      symlinkSync('../..', path.join(dir, 'sub', 'up'));
 
-    // Without following, the links are neither entered nor reported (their names match no pattern).
-    const plain = await collect([dir]);
-    expect(relatives(plain)).toEqual(['sub/y.stf', 'x.stf']);
-    expect(skips(plain)).toEqual([]);
-  });
+      const followed = await collectThisWay([dir], { followSymlinks: true });
+      expect(relatives(followed)).toEqual(['sub/y.stf', 'x.stf']);
+      expect(skips(followed).map((s) => [s.reason, s.path.slice(dir.length)])).toEqual(
+        expect.arrayContaining([
+          ['ELOOP', '/link'],
+          ['ELOOP', '/sub/up/dir'],
+        ]),
+      );
+      // `up` leads to `root`, not an ancestor of `dir`; from there `dir` is an ancestor again.
+      expect(skips(followed)).toHaveLength(2);
 
-  it('reports a FIFO with a matching name as NOT_A_FILE', async () => {
-    const root = tree(tempDir(), { 'real.stf': 'x' });
-    execFileSync('mkfifo', [path.join(root, 'pipe.stf')]);
-    const entries = await collect([root]);
-    expect(relatives(entries)).toEqual(['real.stf']);
-    expect(skips(entries).map((s) => [s.reason, s.path])).toEqual([['NOT_A_FILE', `${root}/pipe.stf`]]);
-  });
+      // Without following, the links are neither entered nor reported (their names match no pattern).
+      const plain = await collectThisWay([dir]);
+      expect(relatives(plain)).toEqual(['sub/y.stf', 'x.stf']);
+      expect(skips(plain)).toEqual([]);
+    });
 
-  it('reports a root that is missing or not a directory, and walks the other roots', async () => {
-    const good = tree(tempDir(), { 'a.stf': 'x' });
-    const missing = path.join(tempDir(), 'missing');
-    const file = path.join(good, 'a.stf');
-    const entries = await collect([missing, file, good]);
-    expect(relatives(entries)).toEqual(['a.stf']);
-    expect(skips(entries).map((s) => [s.reason, s.path])).toEqual([
-      ['ENOENT', missing],
-      ['ENOTDIR', file],
-    ]);
-  });
+    it('reports a FIFO with a matching name as NOT_A_FILE', async () => {
+      const root = tree(tempDir(), { 'real.stf': 'x' });
+      execFileSync('mkfifo', [path.join(root, 'pipe.stf')]);
+      const entries = await collectThisWay([root]);
+      expect(relatives(entries)).toEqual(['real.stf']);
+      expect(skips(entries).map((s) => [s.reason, s.path])).toEqual([['NOT_A_FILE', `${root}/pipe.stf`]]);
+    });
 
-  it('reports a file deleted between the listing and its stat as ENOENT', async () => {
-    const root = tree(tempDir(), { 'gone.stf': 'x', 'stays.stf': 'x' });
-    // `match` runs after the directory was listed and before the stat: the one moment to delete.
-    const match = (name: string) => {
-      if (name === 'gone.stf') unlinkSync(path.join(root, name));
-      return stfOnly(name);
-    };
-    const entries = await collect([root], { match });
-    expect(relatives(entries)).toEqual(['stays.stf']);
-    expect(skips(entries).map((s) => [s.reason, s.path])).toEqual([['ENOENT', `${root}/gone.stf`]]);
-  });
+    it('reports a root that is missing or not a directory, and walks the other roots', async () => {
+      const good = tree(tempDir(), { 'a.stf': 'x' });
+      const missing = path.join(tempDir(), 'missing');
+      const file = path.join(good, 'a.stf');
+      const entries = await collectThisWay([missing, file, good]);
+      expect(relatives(entries)).toEqual(['a.stf']);
+      expect(skips(entries).map((s) => [s.reason, s.path])).toEqual([
+        ['ENOENT', missing],
+        ['ENOTDIR', file],
+      ]);
+    });
 
-  it('reports directories that vanish mid-walk once each, and goes on', async () => {
-    const layout: Record<string, string> = {};
-    for (let d = 0; d < 10; d++) layout[`d${d}/d${d}.stf`] = 'x';
-    const root = tree(tempDir(), layout);
-    let first: string | null = null;
-    // The first file seen deletes every other directory: all ten names are already listed (one read of
-    // the root), so the walk meets nine directories that no longer exist.
-    const match = (name: string) => {
-      if (first === null) {
-        first = name.slice(0, -4);
-        for (let d = 0; d < 10; d++)
-          if (`d${d}` !== first) rmSync(path.join(root, `d${d}`), { recursive: true });
-      }
-      return stfOnly(name);
-    };
-    const entries = await collect([root], { match });
-    expect(relatives(entries)).toEqual([`${first}/${first}.stf`]);
-    const vanished = skips(entries);
-    expect(vanished.every((s) => s.reason === 'ENOENT')).toBe(true);
-    expect(new Set(vanished.map((s) => path.basename(s.path))).size).toBe(9);
-    expect(vanished).toHaveLength(9);
-  });
+    it('reports a file deleted between the listing and its stat as ENOENT', async () => {
+      const root = tree(tempDir(), { 'gone.stf': 'x', 'stays.stf': 'x' });
+      // `match` runs after the directory was listed and before the stat: the one moment to delete.
+      const match = (name: string) => {
+        if (name === 'gone.stf') unlinkSync(path.join(root, name));
+        return stfOnly(name);
+      };
+      const entries = await collectThisWay([root], { match });
+      expect(relatives(entries)).toEqual(['stays.stf']);
+      expect(skips(entries).map((s) => [s.reason, s.path])).toEqual([['ENOENT', `${root}/gone.stf`]]);
+    });
 
-  it('reports an unreadable directory once as EACCES and walks the rest', async () => {
-    const root = tree(tempDir(), { 'open/a.stf': 'x', 'locked/b.stf': 'x', 'c.stf': 'x' });
-    chmodSync(path.join(root, 'locked'), 0o000);
-    // root ignores permission bits, so as root the walk runs in a child process as `nobody` (65534).
-    const entries = process.getuid?.() === 0 ? await collectAsNobody(root) : await collect([root]);
-    expect(relatives(entries)).toEqual(['c.stf', 'open/a.stf']);
-    expect(skips(entries).map((s) => [s.reason, s.path])).toEqual([['EACCES', `${root}/locked`]]);
-  });
-});
+    it('reports directories that vanish mid-walk once each, and goes on', async () => {
+      const layout: Record<string, string> = {};
+      for (let d = 0; d < 10; d++) layout[`d${d}/d${d}.stf`] = 'x';
+      const root = tree(tempDir(), layout);
+      let first: string | null = null;
+      // The first file seen deletes every other directory: all ten names are already listed (one read of
+      // the root), so the walk meets nine directories that no longer exist.
+      const match = (name: string) => {
+        if (first === null) {
+          first = name.slice(0, -4);
+          for (let d = 0; d < 10; d++)
+            if (`d${d}` !== first) rmSync(path.join(root, `d${d}`), { recursive: true });
+        }
+        return stfOnly(name);
+      };
+      const entries = await collectThisWay([root], { match });
+      expect(relatives(entries)).toEqual([`${first}/${first}.stf`]);
+      const vanished = skips(entries);
+      expect(vanished.every((s) => s.reason === 'ENOENT')).toBe(true);
+      expect(new Set(vanished.map((s) => path.basename(s.path))).size).toBe(9);
+      expect(vanished).toHaveLength(9);
+    });
+
+    it('reports an unreadable directory once as EACCES and walks the rest', async () => {
+      const root = tree(tempDir(), { 'open/a.stf': 'x', 'locked/b.stf': 'x', 'c.stf': 'x' });
+      chmodSync(path.join(root, 'locked'), 0o000);
+      // root ignores permission bits, so as root the walk runs in a child process as `nobody` (65534).
+      const entries = process.getuid?.() === 0 ? await collectAsNobody(root) : await collectThisWay([root]);
+      expect(relatives(entries)).toEqual(['c.stf', 'open/a.stf']);
+      expect(skips(entries).map((s) => [s.reason, s.path])).toEqual([['EACCES', `${root}/locked`]]);
+    });
+  },
+);
 
 /**
  * The same walk (`*.stf`, recursive) in a child process running as uid/gid 65534. walk.ts imports only

@@ -19,6 +19,7 @@ const OUTCOMES: readonly LedgerOutcome[] = ['sampled', 'skipped', 'failed'];
  */
 export class Ledger {
   private readonly lookup;
+  private readonly lookupMany;
   private readonly count;
 
   constructor(
@@ -29,6 +30,12 @@ export class Ledger {
     this.lookup = store.reader.prepare(
       'SELECT size, mtime_ms AS mtimeMs, outcome FROM ledger WHERE path = ?',
     );
+    // One statement for a step of the walk: the keys travel as one JSON array.
+    this.lookupMany = store.reader
+      .prepare(
+        'SELECT path, size, mtime_ms, outcome FROM ledger WHERE path IN (SELECT value FROM json_each(?))',
+      )
+      .raw();
     this.count = store.reader.prepare('SELECT count(*) FROM ledger').pluck();
   }
 
@@ -47,6 +54,20 @@ export class Ledger {
 
   get(key: string): LedgerRecord | undefined {
     return this.lookup.get(key) as LedgerRecord | undefined;
+  }
+
+  /**
+   * The records of those of `keys` in the ledger, in one query: what a scan asks for each step of
+   * its walk (a few hundred files), where one query per file costs most of a second pass.
+   */
+  getMany(keys: readonly string[]): Map<string, LedgerRecord> {
+    const found = new Map<string, LedgerRecord>();
+    if (keys.length === 0) return found;
+    for (const row of this.lookupMany.iterate(JSON.stringify(keys))) {
+      const [path, size, mtimeMs, outcome] = row as [string, number, number, LedgerOutcome];
+      found.set(path, { size, mtimeMs, outcome });
+    }
+    return found;
   }
 
   /** Resolves once the record is durable; recording a key again replaces its record. */

@@ -7,9 +7,9 @@ import { isInputFault, messageOf, SKIP_REASONS } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { runFromFilename, type StfReady } from '../messaging/codec.js';
 import type { Scheduler, StfResult } from '../scheduler/scheduler.js';
-import type { Ledger } from './ledger.js';
+import type { Ledger, LedgerRecord } from './ledger.js';
 import { compilePatterns, inShard, parseShard, withinLookback } from './select.js';
-import { walk } from './walk.js';
+import { type WalkFile, walkBatches } from './walk.js';
 
 export interface ScanCounts {
   seen: number;
@@ -52,38 +52,54 @@ export async function scanOnce(dirs: string[], ctx: ScanContext): Promise<void> 
   const recording = new Set<Promise<void>>();
   const limit = config.agent.maxInFlight * 2;
   const now = Date.now();
-  for await (const entry of walk(dirs, { recursive: config.scan.recursive, match, signal: ctx.signal })) {
-    if (entry.kind === 'skip') {
-      ctx.counts.unreadable++;
-      ctx.logger.warn(
-        { path: entry.path, code: SKIP_REASONS[entry.reason], reason: entry.reason },
-        `file skipped: ${entry.message}`,
-      );
+  const walking = walkBatches(dirs, { recursive: config.scan.recursive, match, signal: ctx.signal });
+  for await (const batch of walking) {
+    // The ledger is asked once per step of the walk, about the files the other checks kept.
+    const candidates: WalkFile[] = [];
+    for (const entry of batch) {
+      if (entry.kind === 'skip') {
+        ctx.counts.unreadable++;
+        ctx.logger.warn(
+          { path: entry.path, code: SKIP_REASONS[entry.reason], reason: entry.reason },
+          `file skipped: ${entry.message}`,
+        );
+        ctx.onProgress?.();
+        continue;
+      }
+      ctx.counts.seen++;
+      if (!withinLookback(entry.mtimeMs, now, config.scan.lookbackMinutes)) {
+        ctx.counts.old++;
+        ctx.onProgress?.();
+      } else if (shard && !inShard(entry.relative, shard)) {
+        ctx.counts.otherShard++;
+        ctx.onProgress?.();
+      } else {
+        candidates.push(entry);
+      }
+    }
+    const known = ctx.ledger.getMany(candidates.map((entry) => entry.path));
+    for (const entry of candidates) {
+      if (unchanged(known.get(entry.path), entry.size, entry.mtimeMs)) {
+        ctx.counts.already++;
+      } else {
+        const work = handleFile(entry.path, entry.size, entry.mtimeMs, ctx, recording);
+        pending.add(work);
+        void work.finally(() => pending.delete(work));
+        // Bounded in-flight work: the walk waits while the pipeline is full.
+        while (pending.size >= limit) await Promise.race(pending);
+      }
       ctx.onProgress?.();
-      continue;
     }
-    ctx.counts.seen++;
-    if (!withinLookback(entry.mtimeMs, now, config.scan.lookbackMinutes)) {
-      ctx.counts.old++;
-    } else if (shard && !inShard(entry.relative, shard)) {
-      ctx.counts.otherShard++;
-    } else if (isUnchanged(ctx.ledger, entry.path, entry.size, entry.mtimeMs)) {
-      ctx.counts.already++;
-    } else {
-      const work = handleFile(entry.path, entry.size, entry.mtimeMs, ctx, recording);
-      pending.add(work);
-      void work.finally(() => pending.delete(work));
-      // Bounded in-flight work: the walk waits while the pipeline is full.
-      while (pending.size >= limit) await Promise.race(pending);
-    }
-    ctx.onProgress?.();
   }
   await Promise.all(pending);
   await Promise.all(recording);
 }
 
 export function isUnchanged(ledger: Ledger, file: string, size: number, mtimeMs: number): boolean {
-  const previous = ledger.get(file);
+  return unchanged(ledger.get(file), size, mtimeMs);
+}
+
+function unchanged(previous: LedgerRecord | undefined, size: number, mtimeMs: number): boolean {
   return previous !== undefined && previous.size === size && previous.mtimeMs === mtimeMs;
 }
 

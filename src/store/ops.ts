@@ -72,6 +72,8 @@ export class StoreWrites {
   private readonly outboxDelete;
   /** The last STF resolved: the samples of one STF come one after the other. */
   private lastStf: { name: string; id: string } | null = null;
+  /** The last run resolved: a scan's STFs come run after run (two statements saved per StfFile row). */
+  private lastRun: { number: number; id: number } | null = null;
 
   constructor(db: Database.Database) {
     this.insertRun = db.prepare(
@@ -151,8 +153,7 @@ export class StoreWrites {
   }
 
   private ensureStf(stf: StfRow, now: string): void {
-    this.insertRun.run(stf.run_number, now);
-    const runId = this.runId.get(stf.run_number) as number;
+    const runId = this.runFor(stf.run_number, now);
     this.insertStf.run({
       file_id: randomUUID(),
       machine_state: stf.machine_state,
@@ -173,10 +174,7 @@ export class StoreWrites {
     let id = this.stfId.get(name) as string | undefined;
     if (id === undefined) {
       let runId: number | null = null;
-      if (runNumber !== null) {
-        this.insertRun.run(runNumber, now);
-        runId = this.runId.get(runNumber) as number;
-      }
+      if (runNumber !== null) runId = this.runFor(runNumber, now);
       id = randomUUID();
       this.insertStf.run({
         file_id: id,
@@ -195,8 +193,18 @@ export class StoreWrites {
     return id;
   }
 
-  /** A rolled-back batch may have rolled back the STF remembered. */
+  /** The Run row of a run number, inserted when missing. */
+  private runFor(runNumber: number, now: string): number {
+    if (this.lastRun?.number === runNumber) return this.lastRun.id;
+    this.insertRun.run(runNumber, now);
+    const id = this.runId.get(runNumber) as number;
+    this.lastRun = { number: runNumber, id };
+    return id;
+  }
+
+  /** A rolled-back batch may have rolled back the STF or the run remembered. */
   forget(): void {
     this.lastStf = null;
+    this.lastRun = null;
   }
 }
