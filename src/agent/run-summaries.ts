@@ -2,9 +2,11 @@
 
 import { messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import { fastmonSummary, type RunCounts } from '../messaging/codec.js';
+import { fastmonSummary } from '../messaging/codec.js';
 import type { Metrics } from '../ops/metrics.js';
-import { type RunInfo, type RunStates, SIZE_EDGES } from '../run/run-states.js';
+import type { RunCounts } from '../run/counts.js';
+import { SIZE_EDGES } from '../run/counts.js';
+import type { RunInfo, RunStates } from '../run/run-states.js';
 import type { Broadcaster } from '../sinks/broadcast.js';
 
 export interface RunSummaryDeps {

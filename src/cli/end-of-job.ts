@@ -1,6 +1,6 @@
 // The end-of-job summary of agent, scan and watch printed to stdout: per run and in total, in words an operator reads at a glance.
 
-import type { RunCounts } from '../messaging/codec.js';
+import type { RunCounts } from '../run/counts.js';
 import type { RunInfo } from '../run/run-states.js';
 
 export function endOfJobSummary(

@@ -10,7 +10,7 @@ import { replayFile } from '../inputs/replay.js';
 import { emptyScanCounts, type ScanCounts } from '../inputs/scan.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { type MonitorLogShipper, monitorLogShipper } from '../log/monitor-logs.js';
-import { emptyCounts } from '../run/run-states.js';
+import { emptyCounts } from '../run/counts.js';
 import { storeOptions } from '../store/paths.js';
 import { Store } from '../store/store.js';
 import { stopBoundMs, terminalNotifications } from './common.js';

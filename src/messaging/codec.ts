@@ -5,9 +5,8 @@ import { FastmonError } from '../errors.js';
 import type { RunCounts } from '../run/counts.js';
 import { FIELD_LIMITS, type LimitedField } from './limits.js';
 
-// The counts are the run's (src/run/counts.ts); this module only names them on the wire. Re-exported
-// for the modules of src/agent that still import it from here.
-export type { RunCounts } from '../run/counts.js';
+// The counts are the run's (src/run/counts.ts, a leaf without imports); this module only names them
+// on the wire.
 
 export const LIFECYCLE_TYPES = ['run_imminent', 'start_run', 'pause_run', 'resume_run', 'end_run'] as const;
 export type LifecycleType = (typeof LIFECYCLE_TYPES)[number];

@@ -5,9 +5,6 @@ import { DEFAULT_MAX_RUNS, DEFAULT_RUN_IDLE_TIMEOUT_S } from '../messaging/limit
 import { emptyCounts, type RunCounts, SIZE_EDGES } from './counts.js';
 import type { Tally } from './tally.js';
 
-// src/agent imports these from here.
-export { emptyCounts, SIZE_EDGES } from './counts.js';
-
 export type Phase = 'imminent' | 'physics' | 'standby' | 'ended';
 
 export interface RunInfo {
