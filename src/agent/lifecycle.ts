@@ -221,7 +221,7 @@ export class Agent {
     if (!(await this.idle(config.agent.drainTimeoutS * 1000)))
       logger.warn(
         { timeoutS: config.agent.drainTimeoutS },
-        'drain timeout reached; unfinished STFs are abandoned',
+        'drain timeout reached; unfinished STFs are neither acknowledged nor recorded in the ledger, so they are handled again',
       );
     await p.summaries.stop();
     p.brokerInput?.unsubscribe();
