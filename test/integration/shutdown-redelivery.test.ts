@@ -1,10 +1,8 @@
-import { randomUUID } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { brokerAddress, brokerKind, TestPeer, uniqueTopic } from '../support/broker.js';
+import { TestPeer } from '../support/broker.js';
 import { type Started, startCli } from '../support/cli.js';
 import { type MonitorDouble, startMonitorDouble } from '../support/monitor-double.js';
+import { sharedQueue, sharedQueueAgentEnv, until } from '../support/shared-queue.js';
 
 const RUN = '108800';
 const STF = `swf.${RUN}.000001.stf`;
@@ -12,43 +10,6 @@ const STF = `swf.${RUN}.000001.stf`;
 let double: MonitorDouble;
 let peer: TestPeer;
 const agents: Started[] = [];
-
-/** The environment of an agent process on a shared queue of this test's broker and monitor double. */
-function agentEnv(
-  subscription: string,
-  broadcast: string,
-  extra: Record<string, string> = {},
-): Record<string, string> {
-  const { host, port } = brokerAddress();
-  return {
-    ACTIVEMQ_HOST: host,
-    ACTIVEMQ_PORT: String(port),
-    ACTIVEMQ_USER: 'admin',
-    ACTIVEMQ_PASSWORD: 'admin',
-    SWF_MONITOR_URL: double.url,
-    SWF_API_TOKEN: double.token,
-    SWF_LOG_LEVEL: 'INFO',
-    FASTMON_SUBSCRIPTION: subscription,
-    FASTMON_BROADCAST: broadcast,
-    FASTMON_HTTP_PORT: '-1',
-    FASTMON_SUMMARY_INTERVAL_S: '0',
-    FASTMON_CATALOG: path.join(tmpdir(), `fastmon-shutdown-${randomUUID()}.sqlite`),
-    ...extra,
-  };
-}
-
-async function until(
-  what: string,
-  check: () => boolean,
-  timeoutMs: number,
-  detail = () => '',
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}. ${detail()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 beforeAll(async () => {
   double = await startMonitorDouble();
@@ -68,14 +29,8 @@ describe('shutdown with work in hand', () => {
   it('SIGTERM while swf-monitor holds the sample POSTs past the drain timeout: the next agent on the shared queue registers and broadcasts all 7 samples', async () => {
     double.addStfFile({ stf_filename: STF, run_number: Number(RUN) });
     // The shared queue an operator deploys (docs/scaling-out.md), as in scale-out.test.ts.
-    const artemis = brokerKind() === 'artemis';
-    const queueName = `fastmon-${randomUUID().slice(0, 8)}`;
-    const topic = artemis
-      ? uniqueTopic('shutdown')
-      : `/topic/VirtualTopic.fastmon-shutdown-${randomUUID().slice(0, 8)}`;
-    const subscription = artemis
-      ? `${topic}::${queueName}`
-      : `/queue/Consumer.${queueName}.${topic.slice('/topic/'.length)}`;
+    const queue = sharedQueue('shutdown');
+    const { topic } = queue;
     const seen = await peer.collect(topic);
     const registered = () => seen.bodies('tf_file_registered');
     const posts = () =>
@@ -85,7 +40,10 @@ describe('shutdown with work in hand', () => {
     double.hang({ path: '/fastmon-files/', method: 'POST' });
     const first = startCli(
       ['agent'],
-      agentEnv(subscription, topic, { FASTMON_DRAIN_TIMEOUT_S: '1', FASTMON_MONITOR_TIMEOUT_MS: '600000' }),
+      sharedQueueAgentEnv(double, queue, {
+        FASTMON_DRAIN_TIMEOUT_S: '1',
+        FASTMON_MONITOR_TIMEOUT_MS: '600000',
+      }),
     );
     agents.push(first);
     // An agent heartbeats once it is started, and started means its subscriptions are confirmed.
@@ -114,7 +72,7 @@ describe('shutdown with work in hand', () => {
 
     // swf-monitor answers again; a second agent takes over the queue.
     double.clearFaults();
-    const second = startCli(['agent'], agentEnv(subscription, topic));
+    const second = startCli(['agent'], sharedQueueAgentEnv(double, queue));
     agents.push(second);
     await until(
       'the second agent to register and broadcast the 7 samples',
