@@ -1,13 +1,11 @@
 import { execFile } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type StompitClient, stompit } from '../../src/messaging/stompit.js';
-import { brokerAddress, brokerKind, TestPeer, uniqueTopic } from '../support/broker.js';
+import { brokerAddress, brokerKind, TestPeer } from '../support/broker.js';
 import { type Started, startCli } from '../support/cli.js';
 import { type MonitorDouble, startMonitorDouble } from '../support/monitor-double.js';
+import { sharedQueue, sharedQueueAgentEnv, until } from '../support/shared-queue.js';
 
 const RUN = '108700';
 const STFS = 3000;
@@ -50,29 +48,9 @@ async function artemisQueueStat(queue: string): Promise<Record<string, number>> 
   return stat;
 }
 
-/** The environment of an agent process on a shared queue of this test's broker and monitor double. */
-function agentEnv(
-  subscription: string,
-  broadcast: string,
-  extra: Record<string, string> = {},
-): Record<string, string> {
-  const { host, port } = brokerAddress();
-  return {
-    ACTIVEMQ_HOST: host,
-    ACTIVEMQ_PORT: String(port),
-    ACTIVEMQ_USER: 'admin',
-    ACTIVEMQ_PASSWORD: 'admin',
-    SWF_MONITOR_URL: double.url,
-    SWF_API_TOKEN: double.token,
-    SWF_LOG_LEVEL: 'WARNING',
-    FASTMON_SUBSCRIPTION: subscription,
-    FASTMON_BROADCAST: broadcast,
-    FASTMON_HTTP_PORT: '-1',
-    FASTMON_INLINE: '1',
-    FASTMON_SUMMARY_INTERVAL_S: '0',
-    FASTMON_OUTBOX: path.join(tmpdir(), `fastmon-scale-${randomUUID()}.jsonl`),
-    ...extra,
-  };
+/** An agent process on the shared queue, on the inline executor (the STFs are small JSON ones). */
+function agentEnv(queue: { topic: string; subscription: string }, extra: Record<string, string> = {}) {
+  return sharedQueueAgentEnv(double, queue, { FASTMON_INLINE: '1', ...extra });
 }
 
 /** Classic: the messages in a queue, by a STOMP browser (`browser: true`), which takes nothing. */
@@ -108,19 +86,6 @@ function name(seq: number): string {
   return `swf.${RUN}.${String(seq).padStart(6, '0')}.stf`;
 }
 
-async function until(
-  what: string,
-  check: () => boolean,
-  timeoutMs: number,
-  detail = () => '',
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}. ${detail()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 beforeAll(async () => {
   double = await startMonitorDouble();
   peer = await TestPeer.connect();
@@ -136,18 +101,11 @@ describe('scale-out by competing consumers', () => {
     const artemis = brokerKind() === 'artemis';
     for (let seq = 1; seq <= STFS; seq++)
       double.addStfFile({ stf_filename: name(seq), run_number: Number(RUN) });
-    const queueName = `fastmon-${randomUUID().slice(0, 8)}`;
-    // Artemis: a fully qualified queue name. Classic: a virtual topic, which Classic applies to topics
-    // named VirtualTopic.* without configuration (for epictopic it needs activemq.xml, docs/scaling-out.md).
-    const topic = artemis
-      ? uniqueTopic('scale')
-      : `/topic/VirtualTopic.fastmon-scale-${randomUUID().slice(0, 8)}`;
-    const subscription = artemis
-      ? `${topic}::${queueName}`
-      : `/queue/Consumer.${queueName}.${topic.slice('/topic/'.length)}`;
-    // Broadcasts go to the topic itself, as on the testbed (epictopic): they must not pile up in the queue.
+    // Artemis: a fully qualified queue name; Classic: a virtual topic (test/support/shared-queue.ts).
+    const queue = sharedQueue('scale');
+    const { topic, subscription, queueName } = queue;
     const seen = await peer.collect(topic);
-    for (let i = 0; i < 3; i++) agents.push(startCli(['agent'], agentEnv(subscription, topic)));
+    for (let i = 0; i < 3; i++) agents.push(startCli(['agent'], agentEnv(queue)));
     // An agent heartbeats once it is started, and started means its subscriptions are confirmed.
     const started = () =>
       new Set(double.heartbeats.map((h) => (h.body as { instance_name: string }).instance_name));
@@ -238,8 +196,8 @@ describe('scale-out by competing consumers', () => {
     async () => {
       double.reset();
       double.addStfFile({ stf_filename: name(1), run_number: Number(RUN) });
-      const topic = uniqueTopic('redeliver');
-      const queue = `${topic}::fastmon-${randomUUID().slice(0, 8)}`;
+      const queue = sharedQueue('redeliver');
+      const { topic } = queue;
       const seen = await peer.collect(topic);
       // swf-monitor never answers: every agent holds the message, unacknowledged, until it is killed.
       double.hang({ path: '/fastmon-files/', method: 'POST' });
@@ -254,7 +212,7 @@ describe('scale-out by competing consumers', () => {
       let logs = '';
       for (let crash = 0; crash < 11; crash++) {
         const before = posts().length;
-        const a = startCli(['agent'], agentEnv(queue, topic, { SWF_LOG_LEVEL: 'INFO' }));
+        const a = startCli(['agent'], agentEnv(queue, { SWF_LOG_LEVEL: 'INFO' }));
         agents.push(a);
         if (crash === 0) {
           await until(
@@ -271,14 +229,19 @@ describe('scale-out by competing consumers', () => {
           () => holding(before),
           60_000,
           () => a.out.stderr.slice(-2000),
-        );
+        ).catch(async (err: Error) => {
+          // Where the message is, for the next engineer: the queue's own counters and the dead letters.
+          const stat = async (name: string) => JSON.stringify(await artemisQueueStat(name).catch(String));
+          err.message += `\nqueue: ${await stat(queue.queueName)}\nDLQ: ${await stat('DLQ')}\nearlier agents:\n${logs.slice(-4000)}`;
+          throw err;
+        });
         a.proc.kill('SIGKILL');
         await a.exited;
         logs += a.out.stderr;
       }
       expect(logs.match(/put back on its queue as a new one/g)?.length).toBe(10);
       double.clearFaults();
-      const last = startCli(['agent'], agentEnv(queue, topic));
+      const last = startCli(['agent'], agentEnv(queue));
       agents.push(last);
       await seen.waitFor((c) => c.bodies('tf_file_registered').length === 7, 60_000, 'the samples');
       expect(new Set(double.fastmonFiles.map((r) => r.tf_filename)).size).toBe(7);
