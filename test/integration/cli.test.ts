@@ -187,6 +187,8 @@ describe('swf-fastmon agent configured only through the testbed environment', ()
       SWF_TESTBED_CONFIG: testbed,
       SWF_LOG_LEVEL: 'INFO',
       FASTMON_HTTP_PORT: '0',
+      // Agent names repeat across monitor doubles: a client-id no other test file's agent has.
+      FASTMON_CLIENT_ID: `fastmon-cli-${randomUUID()}`,
     };
     const started = startCli(['agent'], env, dir);
     child = started.proc;
@@ -253,6 +255,7 @@ describe('supervisord stop signal', () => {
       FASTMON_SUBSCRIPTION: `/topic/fastmon.test.quit.${randomUUID().slice(0, 8)}`,
       FASTMON_HTTP_PORT: '-1',
       FASTMON_CATALOG: path.join(mkdtempSync(path.join(tmpdir(), 'fastmon-cli-')), 'fastmon.sqlite'),
+      FASTMON_CLIENT_ID: `fastmon-cli-${randomUUID()}`,
     };
     const { proc, out, exited } = startCli(['agent'], env);
     try {
@@ -284,6 +287,7 @@ describe('start-up without swf-monitor', () => {
       FASTMON_MONITOR_RETRY_DELAY_MS: '20',
       FASTMON_HTTP_PORT: '-1',
       FASTMON_CATALOG: path.join(mkdtempSync(path.join(tmpdir(), 'fastmon-cli-')), 'fastmon.sqlite'),
+      FASTMON_CLIENT_ID: `fastmon-cli-${randomUUID()}`,
     };
     const { proc, out, exited } = startCli(['agent'], env);
     try {

@@ -52,6 +52,10 @@ export async function startTestAgent(options: TestAgentOptions = {}): Promise<Te
     // Each test agent its own local store (the outbox lives there); FASTMON_OUTBOX names only an old file to import.
     FASTMON_CATALOG: path.join(tmpdir(), `fastmon-test-store-${randomUUID()}.sqlite`),
     FASTMON_OUTBOX: path.join(tmpdir(), `fastmon-test-outbox-${randomUUID()}.jsonl`),
+    // Agent ids restart at 1 with every monitor double, so two test files running at once both have a
+    // fastmon-agent-root-2; as client-id that is refused by ActiveMQ ("already connected") until the
+    // other disconnects. A client-id of its own for each test agent (a test may still set one).
+    FASTMON_CLIENT_ID: `fastmon-test-${randomUUID()}`,
     // A test-only account of the Artemis test broker (Classic's accepts any login): a distinctive
     // password, so that the secret scan can tell it never reached a log.
     ACTIVEMQ_USER: 'fastmon-test',

@@ -42,6 +42,8 @@ export function sharedQueueAgentEnv(
     FASTMON_HTTP_PORT: '-1',
     FASTMON_SUMMARY_INTERVAL_S: '0',
     FASTMON_CATALOG: path.join(tmpdir(), `fastmon-queue-agent-${randomUUID()}.sqlite`),
+    // A client-id of its own: agent names repeat across monitor doubles (test/support/agent.ts).
+    FASTMON_CLIENT_ID: `fastmon-queue-agent-${randomUUID()}`,
     ...extra,
   };
 }
