@@ -108,6 +108,7 @@ export class StompConnection extends EventEmitter {
   private attempt = 0;
   private connects = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
+  private nextConnection: Promise<void> | null = null;
   private kind: BrokerKind = 'unknown';
   private readonly ca: Buffer | undefined;
 
@@ -135,12 +136,22 @@ export class StompConnection extends EventEmitter {
     this.connect();
   }
 
-  /** Resolves once connected (or rejects after timeoutMs). */
+  /**
+   * Resolves once connected (or rejects after timeoutMs). Every waiter shares one promise of the next
+   * connection: during an outage hundreds of publishes may wait, and one listener each would trip
+   * Node's "possible EventEmitter memory leak" warning in the operator's log.
+   */
   waitConnected(timeoutMs: number): Promise<void> {
     if (this.client) return Promise.resolve();
+    this.nextConnection ??= new Promise<void>((resolve) =>
+      this.once('connected', () => {
+        this.nextConnection = null;
+        resolve();
+      }),
+    );
+    const connected = this.nextConnection;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.off('connected', onConnected);
         reject(
           new FastmonError(
             'BROKER_UNAVAILABLE',
@@ -150,11 +161,10 @@ export class StompConnection extends EventEmitter {
       }, timeoutMs);
       // A wait abandoned by a stop (the connection closed meanwhile) must not hold the process open.
       timer.unref();
-      const onConnected = () => {
+      void connected.then(() => {
         clearTimeout(timer);
         resolve();
-      };
-      this.once('connected', onConnected);
+      });
     });
   }
 

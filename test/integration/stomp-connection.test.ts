@@ -157,6 +157,31 @@ describe('the STOMP connection', () => {
     await deliverOne(peer, topic, received, 'after');
   });
 
+  it('holds publishes made during an outage until the reconnect, with one listener for all of them', async () => {
+    const { proxy, connection, peer } = await setup();
+    const topic = uniqueTopic('outage-publish');
+    const seen = await peer.collect(topic);
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      proxy.silence('both');
+      proxy.cut();
+      await until(() => !connection.connected, 'the drop');
+      const publishes = Array.from({ length: 40 }, (_, i) =>
+        connection.publish(topic, JSON.stringify({ msg_type: 'x', i }), { msg_type: 'x' }),
+      );
+      expect(connection.listenerCount('connected')).toBe(1);
+      proxy.silence(false);
+      await Promise.all(publishes);
+      await seen.waitFor((c) => c.messages.length === 40, 10_000, 'the 40 messages published in the outage');
+      await new Promise((r) => setImmediate(r)); // a warning is emitted on the next tick
+      expect(warnings).not.toContain('MaxListenersExceededWarning');
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('confirms a publish only with the broker receipt, and fails it when there is no broker', async () => {
     const { connection, proxy, peer } = await setup();
     const topic = uniqueTopic('publish');
