@@ -30,7 +30,7 @@ export interface FileAccess {
  * stood between the workers and the disk. The main thread (the inline executor) keeps the
  * threadpool: a slow disk must not stall its event loop.
  */
-const direct: FileAccess = {
+export const directAccess: FileAccess = {
   mode: 'direct',
   open: async (path, flags) => fs.openSync(path, flags),
   size: async (fd) => fs.fstatSync(fd).size,
@@ -66,10 +66,10 @@ const threadpool: FileAccess = {
 };
 
 /** The access of the thread this module was loaded in; tests swap in the other to cover both. */
-export const files: FileAccess = { ...(isMainThread ? threadpool : direct) };
+export const files: FileAccess = { ...(isMainThread ? threadpool : directAccess) };
 
 export function useFileAccess(mode: FileAccess['mode']): void {
-  Object.assign(files, mode === 'direct' ? direct : threadpool);
+  Object.assign(files, mode === 'direct' ? directAccess : threadpool);
 }
 
 /**

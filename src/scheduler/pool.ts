@@ -4,11 +4,20 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import { directAccess } from '../../workers/file-access.js';
 import { mayReadFile } from '../../workers/paths.js';
+import { HEAD_BYTES } from '../../workers/stf-reader.js';
 import runStfTask, { type StfTask, type StfTaskResult } from '../../workers/stf-task.js';
 
+/** What the caller's stat of the STF found (a scan stats every file it lists). */
+export interface FoundFile {
+  sizeBytes: number;
+  /** On a local file system (src/inputs/walk.ts, LOCAL_FS): reading it never leaves the machine. */
+  local: boolean;
+}
+
 export interface StfExecutor {
-  run(task: StfTask): Promise<StfTaskResult>;
+  run(task: StfTask, found?: FoundFile): Promise<StfTaskResult>;
   /** Tasks queued or running. */
   readonly pending: number;
   close(): Promise<void>;
@@ -59,7 +68,11 @@ export function createPool(options: { workers: number; maxQueue?: number }): Poo
     return pool;
   };
   const executor = counted(
-    (task) => (mayReadFile(task, task.dataRoots) ? started().run(task) : runStfTask(task)),
+    (task, found) => {
+      if (!mayReadFile(task, task.dataRoots)) return runStfTask(task);
+      if (readsInline(task, found)) return runStfTask(task, directAccess);
+      return started().run(task);
+    },
     async () => {
       await pool?.destroy();
     },
@@ -70,18 +83,38 @@ export function createPool(options: { workers: number; maxQueue?: number }): Poo
   }) as PoolExecutor;
 }
 
-/** Runs tasks on the main thread: the no-pool baseline of `npm run bench`. */
-export function createInlineExecutor(): StfExecutor {
-  return counted(runStfTask, async () => {});
+/**
+ * A small STF on a local file system, with nothing to extract, is read here, with plain system
+ * calls: locating and reading it (realpath, stat, open, fstat, one read, close) costs the main
+ * thread less than handing the task to a worker and taking its answer back, which was the largest
+ * part of a scan's main-thread time per file (BENCHMARKS.md, "Scan: where the CPU goes"). The
+ * testbed's JSON STFs are a few hundred bytes. One read of HEAD_BYTES takes the whole file, so the
+ * main thread waits on at most that much page cache or local disk; anything larger, on a network
+ * file system, or with samples to write goes to the pool. Results are the same either way: the
+ * same task function runs.
+ */
+function readsInline(task: StfTask, found: FoundFile | undefined): boolean {
+  return found?.local === true && found.sizeBytes <= HEAD_BYTES && task.outputDir === null;
 }
 
-function counted(run: (task: StfTask) => Promise<StfTaskResult>, close: () => Promise<void>): StfExecutor {
+/** Runs tasks on the main thread: the no-pool baseline of `npm run bench`. */
+export function createInlineExecutor(): StfExecutor {
+  return counted(
+    (task) => runStfTask(task),
+    async () => {},
+  );
+}
+
+function counted(
+  run: (task: StfTask, found?: FoundFile) => Promise<StfTaskResult>,
+  close: () => Promise<void>,
+): StfExecutor {
   let pending = 0;
   return {
-    async run(task) {
+    async run(task, found) {
       pending++;
       try {
-        return await run(task);
+        return await run(task, found);
       } finally {
         pending--;
       }
