@@ -39,6 +39,14 @@ export function workerFile(name: string): string {
   return compiled;
 }
 
+/**
+ * A worker's live data is the tasks in hand (16 at most) and a TF index each; without limits V8 let
+ * each isolate's heap grow with the rate it allocated at. Pool busy with 50,000 small STFs (JSON with
+ * agent.output_dir set, so each goes to a worker): peak RSS 214-218 against 262-266 MB, the same CPU
+ * per file (BENCHMARKS.md, "Scan: where the CPU goes"). Sample buffers are outside the V8 heap.
+ */
+const WORKER_LIMITS = { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 8 };
+
 /** The pool executor; `threads` is how many worker threads exist now (0 until a task needs a file). */
 export type PoolExecutor = StfExecutor & { readonly threads: number };
 
@@ -64,6 +72,7 @@ export function createPool(options: { workers: number; maxQueue?: number }): Poo
       // the time on header reads; at 16 one worker reads 1.3x more headers per second.
       concurrentTasksPerWorker: 16,
       idleTimeout: 60_000,
+      resourceLimits: WORKER_LIMITS,
     });
     return pool;
   };
