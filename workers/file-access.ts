@@ -28,7 +28,8 @@ export interface FileAccess {
  * on a page-cached file takes 3 to 5 µs. A header read makes seven calls, which was more than
  * half of its CPU time, and the threadpool (four threads per process, shared by every worker)
  * stood between the workers and the disk. The main thread (the inline executor) keeps the
- * threadpool: a slow disk must not stall its event loop.
+ * threadpool: a slow disk must not stall its event loop. The exception is a small STF a scan found
+ * on a local file system, read here with these calls (src/scheduler/pool.ts, readsInline).
  */
 export const directAccess: FileAccess = {
   mode: 'direct',
