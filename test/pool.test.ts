@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
@@ -80,6 +80,39 @@ describe('the worker pool', () => {
       expect(missing.ok && missing.warning?.code).toBe('STF_NOT_FOUND');
     } finally {
       await pool.close();
+    }
+  });
+
+  it('reads a small STF a scan found on a local file system here, with the same result as a worker, and keeps the roots', async () => {
+    const root = dir();
+    const outside = dir();
+    const body = JSON.stringify({ run_id: 100001, state: 'run', substate: 'physics', tf_count: 120 });
+    writeFileSync(path.join(root, 'swf.100001.000001.stf'), body);
+    writeFileSync(path.join(outside, 'swf.100001.000003.stf'), body);
+    symlinkSync(path.join(outside, 'swf.100001.000003.stf'), path.join(root, 'swf.100001.000003.stf'));
+    const small = { sizeBytes: body.length, local: true };
+    const inline = createPool({ workers: 2 });
+    const pooled = createPool({ workers: 2 });
+    try {
+      const here = await inline.run(task({ dataRoots: [root] }), small);
+      expect(here.ok && here.header?.tfCount).toBe(120);
+      expect(here).toEqual(await pooled.run(task({ dataRoots: [root] })));
+      // A link out of the data roots is refused as it is in a worker.
+      const escaped = task({
+        dataRoots: [root],
+        filename: 'swf.100001.000003.stf',
+        stfFilename: 'swf.100001.000003.stf',
+      });
+      const refused = await inline.run(escaped, small);
+      expect(!refused.ok && refused.error.code).toBe('PATH_OUTSIDE_ROOTS');
+      expect(refused).toEqual(await pooled.run(escaped));
+      expect(inline.threads).toBe(0);
+      // Larger than one head read, on another file system, or with samples to write: a worker reads it.
+      await inline.run(task({ dataRoots: [root] }), { sizeBytes: body.length, local: false });
+      expect(inline.threads).toBe(2);
+    } finally {
+      await inline.close();
+      await pooled.close();
     }
   });
 

@@ -196,6 +196,7 @@ describe('walk', () => {
       mtimeMs: info.mtimeMs,
       ino: info.ino,
       dev: info.dev,
+      local: true,
     });
   });
 

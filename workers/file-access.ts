@@ -28,9 +28,10 @@ export interface FileAccess {
  * on a page-cached file takes 3 to 5 µs. A header read makes seven calls, which was more than
  * half of its CPU time, and the threadpool (four threads per process, shared by every worker)
  * stood between the workers and the disk. The main thread (the inline executor) keeps the
- * threadpool: a slow disk must not stall its event loop.
+ * threadpool: a slow disk must not stall its event loop. The exception is a small STF a scan found
+ * on a local file system, read here with these calls (src/scheduler/pool.ts, readsInline).
  */
-const direct: FileAccess = {
+export const directAccess: FileAccess = {
   mode: 'direct',
   open: async (path, flags) => fs.openSync(path, flags),
   size: async (fd) => fs.fstatSync(fd).size,
@@ -66,10 +67,10 @@ const threadpool: FileAccess = {
 };
 
 /** The access of the thread this module was loaded in; tests swap in the other to cover both. */
-export const files: FileAccess = { ...(isMainThread ? threadpool : direct) };
+export const files: FileAccess = { ...(isMainThread ? threadpool : directAccess) };
 
 export function useFileAccess(mode: FileAccess['mode']): void {
-  Object.assign(files, mode === 'direct' ? direct : threadpool);
+  Object.assign(files, mode === 'direct' ? directAccess : threadpool);
 }
 
 /**

@@ -3,7 +3,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ErrorInfo, FastmonError } from '../src/errors.js';
-import { files } from './file-access.js';
+import { type FileAccess, files } from './file-access.js';
 
 export interface StfLocation {
   /** Absolute, symlink-free path inside a data root. */
@@ -21,15 +21,16 @@ export interface StfLocation {
 export async function locateStf(
   ref: { fileUrl: string | null; filename: string | null },
   roots: readonly string[],
+  access: FileAccess = files,
 ): Promise<{ location: StfLocation | null; notFound?: ErrorInfo }> {
   if (roots.length === 0) return { location: null };
   const candidates = candidatePaths(ref, roots);
   if (candidates.length === 0) return { location: null };
-  const realRoots = await Promise.all(roots.map((r) => files.realpath(r).catch(() => path.resolve(r))));
+  const realRoots = await Promise.all(roots.map((r) => access.realpath(r).catch(() => path.resolve(r))));
   for (const candidate of candidates) {
     let real: string;
     try {
-      real = await files.realpath(candidate);
+      real = await access.realpath(candidate);
     } catch {
       continue; // not under this root; try the next one
     }
@@ -44,7 +45,7 @@ export async function locateStf(
         },
       );
     }
-    const info = await files.stat(real).catch(() => null);
+    const info = await access.stat(real).catch(() => null);
     if (info?.isFile()) return { location: { path: real, root } };
     if (info)
       throw new FastmonError('PATH_INVALID', `STF path ${candidate} is not a regular file`, {

@@ -1,7 +1,7 @@
 // STF header readers, chosen by the file's first bytes: the binary EPICSTF format and the testbed's JSON text.
 
 import { FastmonError } from '../src/errors.js';
-import { files } from './file-access.js';
+import { type FileAccess, files } from './file-access.js';
 import {
   type BinaryHeader,
   decodeHeader,
@@ -40,7 +40,7 @@ export interface StfReader {
 }
 
 /** Bytes read to recognise a format; also the whole header of small testbed STFs. */
-const HEAD_BYTES = 64 * 1024;
+export const HEAD_BYTES = 64 * 1024;
 /** A JSON-text STF is metadata only (~200 bytes in the testbed); more is not a header. */
 const MAX_JSON_STF_BYTES = 1024 * 1024;
 
@@ -133,10 +133,10 @@ export function registerReader(reader: StfReader): void {
 }
 
 /** Reads an STF's header (and index) without reading more of the file than the format needs. */
-export async function readStf(path: string): Promise<ReadStf> {
+export async function readStf(path: string, access: FileAccess = files): Promise<ReadStf> {
   let fd: number;
   try {
-    fd = await files.open(path, 'r');
+    fd = await access.open(path, 'r');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new FastmonError(
@@ -146,11 +146,11 @@ export async function readStf(path: string): Promise<ReadStf> {
     );
   }
   try {
-    const size = await files.size(fd);
+    const size = await access.size(fd);
     if (size === 0) throw new FastmonError('STF_EMPTY', `${path}: STF file is empty (0 bytes)`, { path });
     // Only the bytes read are looked at, so the buffer need not be zeroed first.
     const head = Buffer.allocUnsafe(Math.min(size, HEAD_BYTES));
-    const bytesRead = await files.read(fd, head, 0, head.length, 0);
+    const bytesRead = await access.read(fd, head, 0, head.length, 0);
     const first = head.subarray(0, bytesRead);
     const reader = readers.find((r) => r.sniff(first));
     if (!reader) {
@@ -168,7 +168,7 @@ export async function readStf(path: string): Promise<ReadStf> {
     if (err instanceof FastmonError) throw err;
     throw new FastmonError('STF_UNREADABLE', `${path}: read failed: ${(err as Error).message}`, { path });
   } finally {
-    await files.close(fd);
+    await access.close(fd);
   }
 }
 

@@ -2,7 +2,7 @@
 
 import path from 'node:path';
 import { type ErrorInfo, FastmonError } from '../src/errors.js';
-import { files } from './file-access.js';
+import { type FileAccess, files } from './file-access.js';
 import { locateStf } from './paths.js';
 import { type SamplerSettings, sampleStf, type TfSample } from './sampler.js';
 import { adler32, adlerString, type TfEntry } from './stf-format.js';
@@ -67,9 +67,13 @@ export interface StfTaskFailure {
 
 export type StfTaskResult = StfTaskSuccess | StfTaskFailure;
 
-export default async function runStfTask(task: StfTask): Promise<StfTaskResult> {
+/**
+ * `access` is how files are reached: this thread's (`files`) unless the caller knows better; the
+ * main thread passes direct system calls for a small file on a local file system (src/scheduler/pool.ts).
+ */
+export default async function runStfTask(task: StfTask, access: FileAccess = files): Promise<StfTaskResult> {
   try {
-    return await sampleStfTask(task);
+    return await sampleStfTask(task, access);
   } catch (err) {
     if (err instanceof FastmonError) return { ok: false, error: err.toInfo() };
     // Anything else is a bug in a reader; report it rather than kill the worker.
@@ -77,12 +81,13 @@ export default async function runStfTask(task: StfTask): Promise<StfTaskResult> 
   }
 }
 
-async function sampleStfTask(task: StfTask): Promise<StfTaskSuccess> {
+async function sampleStfTask(task: StfTask, access: FileAccess): Promise<StfTaskSuccess> {
   const { location, notFound } = await locateStf(
     { fileUrl: task.fileUrl, filename: task.filename },
     task.dataRoots,
+    access,
   );
-  const read = location ? await readStf(location.path) : null;
+  const read = location ? await readStf(location.path, access) : null;
   const header = read?.header ?? null;
   let tfCount: number;
   let tfCountSource: TfCountSource;
@@ -119,7 +124,7 @@ async function sampleStfTask(task: StfTask): Promise<StfTaskSuccess> {
   }
   let stfChecksum = task.messageChecksum;
   if (!stfChecksum && task.stfChecksum && location)
-    stfChecksum = adlerString(await fileAdler32(location.path));
+    stfChecksum = adlerString(await fileAdler32(location.path, access));
   const result: StfTaskSuccess = {
     ok: true,
     path: location?.path ?? null,
@@ -216,18 +221,18 @@ function contiguous(tfs: readonly TfEntry[]): boolean {
 }
 
 /** adler32 of a whole file, streamed in 1 MiB chunks: memory stays flat for a 2 GB STF. */
-async function fileAdler32(file: string): Promise<number> {
-  const fd = await files.open(file, 'r');
+async function fileAdler32(file: string, access: FileAccess): Promise<number> {
+  const fd = await access.open(file, 'r');
   try {
     const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
     let value = 1;
     for (let position = 0; ; ) {
-      const n = await files.read(fd, chunk, 0, chunk.length, position);
+      const n = await access.read(fd, chunk, 0, chunk.length, position);
       if (n === 0) return value;
       value = adler32(chunk.subarray(0, n), value);
       position += n;
     }
   } finally {
-    await files.close(fd);
+    await access.close(fd);
   }
 }

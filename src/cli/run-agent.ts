@@ -10,6 +10,7 @@ import { replayFile } from '../inputs/replay.js';
 import { emptyScanCounts, type ScanCounts } from '../inputs/scan.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { type MonitorLogShipper, monitorLogShipper } from '../log/monitor-logs.js';
+import { limitHeapGrowth } from '../ops/heap-growth.js';
 import { emptyCounts } from '../run/counts.js';
 import { storeOptions } from '../store/paths.js';
 import { Store } from '../store/store.js';
@@ -127,6 +128,8 @@ export async function runDirectories(
   metricsPort = false,
 ): Promise<number> {
   const dirs = given.map((dir) => requireDirectory(dir, `${mode} directory`));
+  // Kept for the process's life: a watch scans again at every poll.
+  limitHeapGrowth();
   // The directories given are where STFs are read from.
   config.agent.dataRoots = [...new Set([...config.agent.dataRoots, ...dirs])];
   const progress = new ProgressLine(process.stderr);

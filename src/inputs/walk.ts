@@ -29,6 +29,11 @@ export interface WalkFile {
   mtimeMs: number;
   ino: number;
   dev: number;
+  /**
+   * On a file system the walk treats as local (LOCAL_FS): a read of the file never leaves the
+   * machine, so a small one can be read synchronously (src/scheduler/pool.ts).
+   */
+  local: boolean;
 }
 
 export interface WalkSkip {
@@ -210,6 +215,8 @@ interface Target {
   path: string;
   relative: string;
   name: string;
+  /** The directory it is listed in is on a local file system. */
+  local: boolean;
 }
 
 interface Step {
@@ -284,7 +291,7 @@ async function readStep(w: Walker, frame: Frame): Promise<Step> {
 function inspect(w: Walker, frame: Frame, dirent: Dirent<Buffer>): Found {
   if (!isUtf8(dirent.name)) return notUtf8(w, frame, dirent);
   const name = dirent.name.toString('utf8');
-  const target = { path: frame.prefix + name, relative: frame.relative + name, name };
+  const target = { path: frame.prefix + name, relative: frame.relative + name, name, local: frame.sync };
   if (dirent.isDirectory()) return w.options.recursive ? { descend: target } : null;
   const matches = w.options.match(name);
   if (dirent.isSymbolicLink()) {
@@ -387,6 +394,8 @@ function fileEntry(w: Walker, target: Target, info: Stats): WalkEntry {
     mtimeMs: info.mtimeMs,
     ino: info.ino,
     dev: info.dev,
+    // A followed link may lead to another device: local only if that one is known to be.
+    local: target.local && (!w.follow || w.local.get(BigInt(info.dev)) === true),
   };
 }
 

@@ -159,6 +159,6 @@ export class DirectoryWatcher {
       return;
     }
     this.ctx.counts.seen++;
-    await handleFile(file, before.size, before.mtimeMs, this.ctx);
+    await handleFile({ path: file, size: before.size, mtimeMs: before.mtimeMs, local: false }, this.ctx);
   }
 }

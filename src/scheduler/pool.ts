@@ -4,11 +4,20 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import { directAccess } from '../../workers/file-access.js';
 import { mayReadFile } from '../../workers/paths.js';
+import { HEAD_BYTES } from '../../workers/stf-reader.js';
 import runStfTask, { type StfTask, type StfTaskResult } from '../../workers/stf-task.js';
 
+/** What the caller's stat of the STF found (a scan stats every file it lists). */
+export interface FoundFile {
+  sizeBytes: number;
+  /** On a local file system (src/inputs/walk.ts, LOCAL_FS): reading it never leaves the machine. */
+  local: boolean;
+}
+
 export interface StfExecutor {
-  run(task: StfTask): Promise<StfTaskResult>;
+  run(task: StfTask, found?: FoundFile): Promise<StfTaskResult>;
   /** Tasks queued or running. */
   readonly pending: number;
   close(): Promise<void>;
@@ -29,6 +38,14 @@ export function workerFile(name: string): string {
   }
   return compiled;
 }
+
+/**
+ * A worker's live data is the tasks in hand (16 at most) and a TF index each; without limits V8 let
+ * each isolate's heap grow with the rate it allocated at. Pool busy with 50,000 small STFs (JSON with
+ * agent.output_dir set, so each goes to a worker): peak RSS 214-218 against 262-266 MB, the same CPU
+ * per file (BENCHMARKS.md, "Scan: where the CPU goes"). Sample buffers are outside the V8 heap.
+ */
+const WORKER_LIMITS = { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 8 };
 
 /** The pool executor; `threads` is how many worker threads exist now (0 until a task needs a file). */
 export type PoolExecutor = StfExecutor & { readonly threads: number };
@@ -55,11 +72,16 @@ export function createPool(options: { workers: number; maxQueue?: number }): Poo
       // the time on header reads; at 16 one worker reads 1.3x more headers per second.
       concurrentTasksPerWorker: 16,
       idleTimeout: 60_000,
+      resourceLimits: WORKER_LIMITS,
     });
     return pool;
   };
   const executor = counted(
-    (task) => (mayReadFile(task, task.dataRoots) ? started().run(task) : runStfTask(task)),
+    (task, found) => {
+      if (!mayReadFile(task, task.dataRoots)) return runStfTask(task);
+      if (readsInline(task, found)) return runStfTask(task, directAccess);
+      return started().run(task);
+    },
     async () => {
       await pool?.destroy();
     },
@@ -70,18 +92,39 @@ export function createPool(options: { workers: number; maxQueue?: number }): Poo
   }) as PoolExecutor;
 }
 
-/** Runs tasks on the main thread: the no-pool baseline of `npm run bench`. */
-export function createInlineExecutor(): StfExecutor {
-  return counted(runStfTask, async () => {});
+/**
+ * A small STF on a local file system, with nothing to extract, is read here, with plain system
+ * calls: locating and reading it (realpath, stat, open, fstat, one read, close) costs the main
+ * thread about what handing the task to a worker and taking its answer back did, and the workers'
+ * own share (25-30 µs per file each), their isolates and their garbage go away: a scan of JSON STFs
+ * used a quarter less CPU and 70-140 MB less peak RSS (BENCHMARKS.md, "Scan: where the CPU goes"). The
+ * testbed's JSON STFs are a few hundred bytes. One read of HEAD_BYTES takes the whole file, so the
+ * main thread waits on at most that much page cache or local disk; anything larger, on a network
+ * file system, or with samples to write goes to the pool. Results are the same either way: the
+ * same task function runs.
+ */
+function readsInline(task: StfTask, found: FoundFile | undefined): boolean {
+  return found?.local === true && found.sizeBytes <= HEAD_BYTES && task.outputDir === null;
 }
 
-function counted(run: (task: StfTask) => Promise<StfTaskResult>, close: () => Promise<void>): StfExecutor {
+/** Runs tasks on the main thread: the no-pool baseline of `npm run bench`. */
+export function createInlineExecutor(): StfExecutor {
+  return counted(
+    (task) => runStfTask(task),
+    async () => {},
+  );
+}
+
+function counted(
+  run: (task: StfTask, found?: FoundFile) => Promise<StfTaskResult>,
+  close: () => Promise<void>,
+): StfExecutor {
   let pending = 0;
   return {
-    async run(task) {
+    async run(task, found) {
       pending++;
       try {
-        return await run(task);
+        return await run(task, found);
       } finally {
         pending--;
       }

@@ -13,7 +13,7 @@ import type { RunStates } from '../run/run-states.js';
 import { type Outcome, Tally } from '../run/tally.js';
 import type { Broadcaster } from '../sinks/broadcast.js';
 import type { Registrar, SampleRecord } from '../sinks/registrar.js';
-import type { StfExecutor } from './pool.js';
+import type { FoundFile, StfExecutor } from './pool.js';
 import { RecentKeys } from './recent-keys.js';
 
 export type { Outcome } from '../run/tally.js';
@@ -49,6 +49,8 @@ export interface SubmitOptions {
    * as attempts, not as STFs received.
    */
   retryable?: boolean;
+  /** The file as the caller's stat found it (scan): lets the executor read a small local one inline. */
+  found?: FoundFile;
 }
 
 type SampleOutcome =
@@ -330,21 +332,24 @@ export class Scheduler {
     const { executor, sampling, metrics } = this.deps;
     const filename = stf.filename as string;
     const base = { stfFilename: filename, runId: stf.runId };
-    const result = await executor.run({
-      seed: sampling.seed,
-      runId: stf.runId,
-      stfFilename: filename,
-      fileUrl: stf.fileUrl,
-      filename,
-      messageSizeBytes: stf.sizeBytes,
-      messageTfCount: stf.tfCount,
-      messageChecksum: stf.checksum,
-      dataRoots: this.deps.dataRoots,
-      outputDir: this.deps.outputDir,
-      stfChecksum: this.deps.stfChecksum,
-      tfCountDefault: sampling.tfCountDefault,
-      settings: sampling,
-    });
+    const result = await executor.run(
+      {
+        seed: sampling.seed,
+        runId: stf.runId,
+        stfFilename: filename,
+        fileUrl: stf.fileUrl,
+        filename,
+        messageSizeBytes: stf.sizeBytes,
+        messageTfCount: stf.tfCount,
+        messageChecksum: stf.checksum,
+        dataRoots: this.deps.dataRoots,
+        outputDir: this.deps.outputDir,
+        stfChecksum: this.deps.stfChecksum,
+        tfCountDefault: sampling.tfCountDefault,
+        settings: sampling,
+      },
+      options.found,
+    );
     if (!result.ok) return this.failed(tally, base, result.error, log);
     if (result.tfCountSource === 'default' && this.deps.registrar.stfTfCount) {
       const failure = await this.tfCountFromStfFile(stf, result, log);

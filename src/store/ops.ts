@@ -137,7 +137,20 @@ export class StoreWrites {
   private register(row: SampleRow, now: string): RegisterResult {
     const stfFileId = this.stfFor(row.stf_file, row.run_number, now);
     const tfFileId = randomUUID();
-    const { changes } = this.insertSample.run({ ...row, tf_file_id: tfFileId, stf_file_id: stfFileId, now });
+    // Every parameter named: a field JSON left out on the way here (undefined) binds as NULL, as before.
+    const { changes } = this.insertSample.run({
+      tf_file_id: tfFileId,
+      tf_filename: row.tf_filename,
+      file_size_bytes: row.file_size_bytes,
+      checksum: row.checksum,
+      status: row.status,
+      metadata: row.metadata,
+      now,
+      tf_count: row.tf_count,
+      tf_first: row.tf_first,
+      tf_last: row.tf_last,
+      stf_file_id: stfFileId,
+    });
     if (changes === 1) return { tfFileId, created: true };
     const existing = this.existingSample.get(row.tf_filename) as {
       tf_file_id: string;

@@ -193,7 +193,11 @@ export class Store {
     if (batch === this.queue) this.queue = [];
     const id = this.nextId++;
     this.inFlight = { id, batch };
-    this.worker!.postMessage({ type: 'batch', id, ops: batch.map((q) => q.op) } satisfies ToWriter);
+    // As JSON text: one string crosses the thread boundary instead of a structured clone of every
+    // op's object (ops are plain strings, numbers and nulls). A scan of 25,000 STFs: 4 % more files/s,
+    // 5 µs less of the store thread per file (BENCHMARKS.md, "Scan: where the CPU goes").
+    const ops = JSON.stringify(batch.map((q) => q.op));
+    this.worker!.postMessage({ type: 'batch', id, ops } satisfies ToWriter);
   }
 
   /** Hands the file over to a writer thread; the queued writes go once it has opened it. */
@@ -211,7 +215,7 @@ export class Store {
     const worker = new Worker(writerFile(), { workerData: data, execArgv, resourceLimits: WRITER_LIMITS });
     this.worker = worker;
     worker.on('message', (message: FromWriter) => {
-      if (message.type === 'done') this.settle(message.id, message.outcomes);
+      if (message.type === 'done') this.settle(message.id, JSON.parse(message.outcomes) as OpOutcome[]);
       else if (message.type === 'ready') {
         this.writerUp = true;
         this.send();

@@ -11,14 +11,15 @@ export interface WriterData {
   file: string;
 }
 
-export type ToWriter = { type: 'batch'; id: number; ops: StoreOp[] } | { type: 'close' };
+/** A batch's ops and its outcomes travel as JSON text (store.ts says why). */
+export type ToWriter = { type: 'batch'; id: number; ops: string } | { type: 'close' };
 
 export type OpOutcome = { ok: true; value: OpResult } | { ok: false; error: ErrorInfo };
 
 export type FromWriter =
   | { type: 'ready' }
   | { type: 'failed'; error: ErrorInfo }
-  | { type: 'done'; id: number; outcomes: OpOutcome[] }
+  | { type: 'done'; id: number; outcomes: string }
   | { type: 'closed' };
 
 const CODE_OF: Record<StoreOp['op'], ErrorCode> = {
@@ -87,7 +88,8 @@ function main(): void {
   const writes = new StoreWrites(db);
   port.on('message', (message: ToWriter) => {
     if (message.type === 'batch') {
-      send({ type: 'done', id: message.id, outcomes: runBatch(db, writes, data.file, message.ops) });
+      const outcomes = runBatch(db, writes, data.file, JSON.parse(message.ops) as StoreOp[]);
+      send({ type: 'done', id: message.id, outcomes: JSON.stringify(outcomes) });
       return;
     }
     closeWriting(db);
