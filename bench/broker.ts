@@ -9,6 +9,7 @@ import { cpus } from 'node:os';
 import path from 'node:path';
 import { type AgentProcess, type Kind, startAgent, tail } from './agent-process.js';
 import { percentile, quick, type Row, scratch, slug, traceDir } from './common.js';
+import { cost } from './cost.js';
 import { footprint } from './footprint.js';
 import {
   type Contention,
@@ -123,7 +124,7 @@ export interface BrokerDetails {
 export const brokerDetails: { brokers: Partial<Record<BenchBroker, BrokerDetails>> } = { brokers: {} };
 
 /** The parts of the broker scenario that FASTMON_BENCH_ONLY can name. */
-export const BROKER_PARTS = ['ceiling', 'throughput', 'latency', 'memory', 'idle', 'testbed'];
+export const BROKER_PARTS = ['ceiling', 'throughput', 'latency', 'memory', 'idle', 'testbed', 'cost'];
 
 /**
  * The end-to-end scenarios on each broker of FASTMON_BENCH_BROKERS in turn (default Artemis, then
@@ -295,6 +296,10 @@ async function brokerOn(details: BrokerDetails, only: string[] | undefined): Pro
           idle: wanted('idle'),
           testbed: wanted('testbed'),
         })),
+      );
+    if (wanted('cost'))
+      rows.push(
+        ...(await cost(setup, (kind, label, body, burst) => withAgent(setup, kind, label, body, burst))),
       );
     // CPU per STF is steadier than rates on a shared machine, and says who spends it.
     const raw = cpuShares.raw;

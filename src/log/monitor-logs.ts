@@ -206,8 +206,10 @@ export class MonitorLogShipper {
       execution_id: rest.execution ?? rest.executionId ?? null,
       ...rest,
     }) as Record<string, unknown>;
-    let extraText = JSON.stringify(extra);
-    if (extraText.length > 8192) extraText = JSON.stringify({ truncated: extraText.slice(0, 8000) });
+    // Measured as text (what swf-monitor stores); a record within the limit is sent as it is,
+    // not parsed back from its text (one STF's line each: BENCHMARKS.md, "The agent's own cost").
+    const extraText = JSON.stringify(extra);
+    const extraData = extraText.length > 8192 ? { truncated: extraText.slice(0, 8000) } : extra;
     const message = redactText(String(msg ?? ''));
     return {
       app_name: APP_NAME,
@@ -221,7 +223,7 @@ export class MonitorLogShipper {
       lineno: 0,
       process: Number(pid) || process.pid,
       thread: threadId,
-      extra_data: JSON.parse(extraText),
+      extra_data: extraData,
     };
   }
 }

@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import { directAccess } from '../../workers/file-access.js';
 import { mayReadFile } from '../../workers/paths.js';
 import { HEAD_BYTES } from '../../workers/stf-reader.js';
@@ -60,19 +60,26 @@ export type PoolExecutor = StfExecutor & { readonly threads: number };
 export function createPool(options: { workers: number; maxQueue?: number }): PoolExecutor {
   // Fails now, not at the first file, when the compiled worker module is missing.
   const filename = workerFile('stf-task');
-  let pool: Piscina<StfTask, StfTaskResult> | null = null;
+  // piscina itself is loaded with the pool, not with the agent: an agent that never reads a file
+  // (the testbed's) does not hold the module either (7.6 MB of RSS loaded alone; BENCHMARKS.md,
+  // "The agent's own footprint").
+  let live: Piscina<StfTask, StfTaskResult> | null = null;
+  let pool: Promise<Piscina<StfTask, StfTaskResult>> | null = null;
   const started = () => {
-    pool ??= new Piscina<StfTask, StfTaskResult>({
-      filename,
-      minThreads: options.workers,
-      maxThreads: options.workers,
-      // Workers read and write files with plain system calls (workers/file-access.ts): a task
-      // waits only on the syncs of its samples. The depth is for the hand-off: a worker that ran
-      // out of tasks sleeps until the main thread posts another, and at 4 it slept a quarter of
-      // the time on header reads; at 16 one worker reads 1.3x more headers per second.
-      concurrentTasksPerWorker: 16,
-      idleTimeout: 60_000,
-      resourceLimits: WORKER_LIMITS,
+    pool ??= import('piscina').then(({ Piscina }) => {
+      live = new Piscina<StfTask, StfTaskResult>({
+        filename,
+        minThreads: options.workers,
+        maxThreads: options.workers,
+        // Workers read and write files with plain system calls (workers/file-access.ts): a task
+        // waits only on the syncs of its samples. The depth is for the hand-off: a worker that ran
+        // out of tasks sleeps until the main thread posts another, and at 4 it slept a quarter of
+        // the time on header reads; at 16 one worker reads 1.3x more headers per second.
+        concurrentTasksPerWorker: 16,
+        idleTimeout: 60_000,
+        resourceLimits: WORKER_LIMITS,
+      });
+      return live;
     });
     return pool;
   };
@@ -80,14 +87,14 @@ export function createPool(options: { workers: number; maxQueue?: number }): Poo
     (task, found) => {
       if (!mayReadFile(task, task.dataRoots)) return runStfTask(task);
       if (readsInline(task, found)) return runStfTask(task, directAccess);
-      return started().run(task);
+      return started().then((p) => p.run(task));
     },
     async () => {
-      await pool?.destroy();
+      await (await pool)?.destroy();
     },
   );
   return Object.defineProperty(executor, 'threads', {
-    get: () => pool?.threads.length ?? 0,
+    get: () => live?.threads.length ?? 0,
     enumerable: true,
   }) as PoolExecutor;
 }
