@@ -296,7 +296,7 @@ export const KEYS: readonly KeySpec[] = [
   {
     key: 'monitor_db.flush_ms',
     type: 'int',
-    default: 2,
+    default: 0,
     env: 'FASTMON_MONITOR_DB_FLUSH_MS',
     flag: 'monitor-db-flush-ms',
     min: 0,

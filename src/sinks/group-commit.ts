@@ -68,9 +68,9 @@ interface Pending<I, O> {
 
 /**
  * Throughput comes from amortising a commit over many rows, latency from not waiting for a full
- * batch: a batch leaves when it is full or when its first item has waited `maxDelayMs` (a few ms,
- * enough for the samples of one STF, registered in the same turn of the event loop, to travel
- * together). While every writer is busy the queue grows, and what gathered leaves as soon as a
+ * batch: a batch leaves when it is full or when its first item has waited `maxDelayMs` (0 for the
+ * registrar: the next turn of the event loop, which is enough for the samples of one STF, registered
+ * in the same turn, to travel together). While every writer is busy the queue grows, and what gathered leaves as soon as a
  * writer is free: batches get bigger exactly when the load is high.
  */
 export class GroupCommit<I, O> {
