@@ -3,6 +3,7 @@
 import type { RunLifecycle, StfReady } from '../messaging/codec.js';
 import { DEFAULT_MAX_RUNS, DEFAULT_RUN_IDLE_TIMEOUT_S } from '../messaging/limits.js';
 import { emptyCounts, type RunCounts, SIZE_EDGES } from './counts.js';
+import { NameSet } from './name-set.js';
 import type { Tally } from './tally.js';
 
 export type Phase = 'imminent' | 'physics' | 'standby' | 'ended';
@@ -88,9 +89,10 @@ export class RunStates {
   private readonly runs = new Map<string, Run>();
   /**
    * STF names per run, for the distinct count and to tell a late STF from a redelivered one; kept
-   * as long as the run is remembered (KEEP_ENDED ended runs).
+   * as long as the run is remembered (KEEP_ENDED ended runs), as fingerprints (a scan's run may have
+   * millions of STFs).
    */
-  private readonly names = new Map<string, Set<string>>();
+  private readonly names = new Map<string, NameSet>();
   private readonly waiters = new Map<string, Set<() => void>>();
   /** Runs not tracked because maxRuns were tracked already. */
   refused = 0;
@@ -316,11 +318,10 @@ export class RunStates {
   noteStf(run: RunInfo, stfName: string): boolean {
     let names = this.names.get(run.runId);
     if (!names) {
-      names = new Set();
+      names = new NameSet();
       this.names.set(run.runId, names);
     }
-    if (names.has(stfName)) return false;
-    names.add(stfName);
+    if (!names.add(stfName)) return false;
     run.stfsSeen++;
     const waiting = this.waiters.get(run.runId);
     this.waiters.delete(run.runId);
