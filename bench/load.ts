@@ -1,9 +1,10 @@
 // What the bench sends and hears: the monitor double on its thread, the STFs of a run, stf_ready
 // at full speed or at a fixed rate, and the listener that times each STF to its last notification.
 
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { stfFilename } from '../src/gen/plan.js';
 import type { AgentProcess } from './agent-process.js';
@@ -143,6 +144,11 @@ async function prepareRun(setup: Setup, count: number): Promise<{ run: number; n
   mkdirSync(data, { recursive: true });
   const names: string[] = [];
   for (let seq = 1; seq <= count; seq++) {
+    // A turn for the event loop now and then: a ten-minute run writes 120,000 files (about 40 s).
+    // With the loop held that long the bench's STOMP peers miss their 10 s heart-beats, and in one
+    // run none of the run's stf_ready reached the agent (most likely the broker had dropped the
+    // producer's connection).
+    if (seq % 1000 === 0) await new Promise((resolve) => setImmediate(resolve));
     const name = stfFilename(run, seq);
     names.push(name);
     writeFileSync(
@@ -157,7 +163,7 @@ async function prepareRun(setup: Setup, count: number): Promise<{ run: number; n
   // Written to disk before the clock starts. Left dirty, the files go out ~30 s later
   // (vm.dirty_expire_centisecs), and writing back a long run's 120,000 of them took the kernel up to
   // 0.6 of the two cores for seconds, in the middle of the run (BENCHMARKS.md, "The latency tail").
-  execFileSync('sync', ['--file-system', data]);
+  await promisify(execFile)('sync', ['--file-system', data]);
   return { run, names };
 }
 
