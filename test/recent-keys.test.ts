@@ -31,6 +31,28 @@ describe('the memory of recently completed STFs', () => {
     expect(recent.has('101993/swf.101993.100999.stf')).toBe(true);
   });
 
+  it('agrees with a plain list of the last N keys over many turns, repeats and colliding slots included', () => {
+    // A small table wraps often and its probe runs overlap, so removals move entries across its end.
+    for (const capacity of [1, 5, 37, 256]) {
+      const recent = new RecentKeys(capacity);
+      const model: string[] = [];
+      let seed = capacity;
+      for (let i = 0; i < 20_000; i++) {
+        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+        // Keys from a pool about three times the capacity: many come back while still remembered.
+        const key = `run${seed % 3}/swf.${(seed >>> 8) % (capacity * 3 + 1)}.stf`;
+        expect(recent.has(key)).toBe(model.includes(key));
+        recent.add(key);
+        if (!model.includes(key)) {
+          model.push(key);
+          if (model.length > capacity) model.shift();
+        }
+        expect(recent.size).toBe(model.length);
+      }
+      for (const key of model) expect(recent.has(key)).toBe(true);
+    }
+  });
+
   it('refuses a capacity that is not a positive integer', () => {
     expect(() => new RecentKeys(0)).toThrow(/positive integer, got 0/);
   });

@@ -8,6 +8,8 @@
 // is one short (its end waits out the grace and reports one STF missing), while the STF itself is
 // sampled and registered under its own name as usual.
 
+import { fingerprint } from './fingerprint.js';
+
 const FIRST_SLOTS = 256;
 /** Filled slots at most, as a share of the table (linear probing stays short below it). */
 const MAX_LOAD = 0.7;
@@ -45,27 +47,4 @@ function place(slots: Float64Array, key: number): boolean {
       return true;
     }
   }
-}
-
-/**
- * A non-zero integer below 2⁵³ (exact in a double): two 32-bit multiplicative hashes over the UTF-16
- * code units, each finished with an avalanche step so that names differing in their last digit land far
- * apart. The low 32 bits pick the slot (`key >>> 0`; the table size is a power of two).
- */
-function fingerprint(name: string): number {
-  let a = 0x811c9dc5;
-  let b = 0x9e3779b9;
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    a = Math.imul(a ^ c, 0x01000193);
-    b = Math.imul(b ^ c, 0x5bd1e995);
-    b ^= b >>> 15;
-  }
-  a = Math.imul(a ^ (a >>> 16), 0x85ebca6b);
-  a = Math.imul(a ^ (a >>> 13), 0xc2b2ae35);
-  a ^= a >>> 16;
-  b = Math.imul(b ^ (b >>> 16), 0x7feb352d);
-  b = Math.imul(b ^ (b >>> 15), 0x846ca68b);
-  b ^= b >>> 16;
-  return (b & 0x1fffff) * 0x100000000 + (a >>> 0) || 1;
 }
