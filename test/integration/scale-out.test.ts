@@ -141,7 +141,9 @@ describe('scale-out by competing consumers', () => {
       'every sample registered and notified',
       () => double.fastmonFiles.length === SAMPLES && notified().size === SAMPLES,
       240_000,
-      () => `${double.fastmonFiles.length} rows, ${notified().size} notified`,
+      () =>
+        `${double.fastmonFiles.length} rows, ${notified().size} notified; the agents' warnings:\n` +
+        agents.map((a, i) => `agent ${i}: ${a.out.stderr.slice(-3000)}`).join('\n'),
     );
     expect(rowsAtKill).toBeLessThan(SAMPLES);
     expect(new Set(double.fastmonFiles.map((r) => r.tf_filename)).size).toBe(SAMPLES);
