@@ -62,9 +62,11 @@ export async function startAgent(
   };
   // Tuning: FASTMON_* settings in the bench's environment reach the agent and the raw consumer
   // (FASTMON_MONITOR_CONNECTIONS, FASTMON_MONITOR_PIPELINING); a variant's own settings win.
-  // So do the process-level knobs: glibc's arena count, libuv's thread pool, Node's own options.
+  // So do the process-level knobs: glibc's malloc settings (MALLOC_ARENA_MAX, MALLOC_TRIM_THRESHOLD_,
+  // GLIBC_TUNABLES...), libuv's thread pool, Node's own options.
   for (const [key, value] of Object.entries(process.env)) {
-    const passed = ['MALLOC_ARENA_MAX', 'UV_THREADPOOL_SIZE', 'NODE_OPTIONS'].includes(key);
+    const passed =
+      key.startsWith('MALLOC_') || ['GLIBC_TUNABLES', 'UV_THREADPOOL_SIZE', 'NODE_OPTIONS'].includes(key);
     if (
       (passed || (key.startsWith('FASTMON_') && !key.startsWith('FASTMON_BENCH_'))) &&
       value !== undefined
