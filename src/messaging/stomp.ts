@@ -435,6 +435,18 @@ export class StompConnection extends EventEmitter {
           code: 'MESSAGE_TOO_LARGE',
           reason: `body of ${total} bytes over the ${maxBody}-byte limit`,
         };
+      // At debug level, every frame the broker hands over, before anything else sees it: when the
+      // broker counts a message as delivering to us and nothing happened, this says whether it arrived.
+      if (this.options.logger.isLevelEnabled('debug'))
+        this.options.logger.debug(
+          {
+            msgId: messageId,
+            subscription: sub.spec.destination,
+            redelivered: headers.redelivered === 'true',
+            bytes: total,
+          },
+          'message received',
+        );
       const inbound: InboundMessage = {
         body: Buffer.concat(chunks, kept).toString('utf8'),
         headers,

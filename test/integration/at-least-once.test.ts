@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { agentTestBed } from '../support/agent.js';
 import type { Collector } from '../support/broker.js';
+import { sharedQueue } from '../support/shared-queue.js';
 
 const RUN = '108000';
 
@@ -73,12 +74,14 @@ describe('at-least-once consumption', () => {
   });
 
   it('shares a queue between competing agents, and swf-monitor still ends with each sample once', async () => {
-    const queue = `/queue/fastmon.test.${randomUUID().slice(0, 8)}`;
-    const a = await bed.agent({ FASTMON_SUBSCRIPTION: queue, FASTMON_PREFETCH: '1' });
-    const b = await bed.agent({ FASTMON_SUBSCRIPTION: queue, FASTMON_PREFETCH: '1' });
-    for (let seq = 1; seq <= 20; seq++) await bed.peer.publish(queue, stfReady(seq));
+    // A queue as docs/scaling-out.md sets one up on each broker. A plain `/queue/x` is no shared queue
+    // on Artemis' default acceptor (no anycast prefix): every subscriber gets its own copy.
+    const { topic, subscription } = sharedQueue('alo');
+    const a = await bed.agent({ FASTMON_SUBSCRIPTION: subscription, FASTMON_PREFETCH: '1' });
+    const b = await bed.agent({ FASTMON_SUBSCRIPTION: subscription, FASTMON_PREFETCH: '1' });
+    for (let seq = 1; seq <= 20; seq++) await bed.peer.publish(topic, stfReady(seq));
     // A few announced twice (the same STF sent again): still one row per sample.
-    for (let seq = 1; seq <= 3; seq++) await bed.peer.publish(queue, stfReady(seq));
+    for (let seq = 1; seq <= 3; seq++) await bed.peer.publish(topic, stfReady(seq));
     await bed.seen.waitFor(
       (c) => new Set(c.bodies('tf_file_registered').map((n) => n.tf_filename)).size === 140,
       30_000,
@@ -89,6 +92,8 @@ describe('at-least-once consumption', () => {
     const byAgent = new Map<unknown, number>();
     for (const n of bed.seen.bodies('tf_file_registered'))
       byAgent.set(n.processed_by, (byAgent.get(n.processed_by) ?? 0) + 1);
+    // Competing, not each taking a copy: the two share the 23 deliveries.
+    expect(a.agent.totals.stfsReceived + b.agent.totals.stfsReceived).toBe(23);
     expect(byAgent.get(a.agent.agentName)).toBeGreaterThan(0);
     expect(byAgent.get(b.agent.agentName)).toBeGreaterThan(0);
   });

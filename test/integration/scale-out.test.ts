@@ -50,7 +50,7 @@ async function artemisQueueStat(queue: string): Promise<Record<string, number>> 
 
 /** An agent process on the shared queue, on the inline executor (the STFs are small JSON ones). */
 function agentEnv(queue: { topic: string; subscription: string }, extra: Record<string, string> = {}) {
-  return sharedQueueAgentEnv(double, queue, { FASTMON_INLINE: '1', ...extra });
+  return sharedQueueAgentEnv(double, queue, { FASTMON_INLINE: '1', SWF_LOG_LEVEL: 'INFO', ...extra });
 }
 
 /** Classic: the messages in a queue, by a STOMP browser (`browser: true`), which takes nothing. */
@@ -141,10 +141,32 @@ describe('scale-out by competing consumers', () => {
       'every sample registered and notified',
       () => double.fastmonFiles.length === SAMPLES && notified().size === SAMPLES,
       240_000,
-      () =>
-        `${double.fastmonFiles.length} rows, ${notified().size} notified; the agents' warnings:\n` +
-        agents.map((a, i) => `agent ${i}: ${a.out.stderr.slice(-3000)}`).join('\n'),
-    );
+    ).catch(async (err: Error) => {
+      // For the next engineer: which STFs are short, what each agent logged about them, and where the
+      // broker has their stf_ready (an agent at INFO logs every STF it samples or skips).
+      const known = notified();
+      const short = [
+        ...new Set(double.fastmonFiles.filter((r) => !known.has(r.tf_filename)).map((r) => r.stf_file)),
+      ];
+      const about = (log: string) =>
+        log
+          .split('\n')
+          .filter(
+            (line) =>
+              short.slice(0, 5).some((stf) => line.includes(stf)) || /"level":"(warn|error)/.test(line),
+          )
+          .slice(-20)
+          .join('\n');
+      const where = await (artemis
+        ? artemisQueueStat(queueName).then(JSON.stringify)
+        : classicQueueDepth(subscription).then((n) => `${n} messages`)
+      ).catch(String);
+      err.message +=
+        `\n${double.fastmonFiles.length} rows, ${known.size} notified; STFs short of notifications: ` +
+        `${short.slice(0, 5).join(' ') || 'none'} (${short.length})\nqueue: ${where}\n` +
+        agents.map((a, i) => `agent ${i}:\n${about(a.out.stderr)}`).join('\n');
+      throw err;
+    });
     expect(rowsAtKill).toBeLessThan(SAMPLES);
     expect(new Set(double.fastmonFiles.map((r) => r.tf_filename)).size).toBe(SAMPLES);
 
@@ -214,7 +236,7 @@ describe('scale-out by competing consumers', () => {
       let logs = '';
       for (let crash = 0; crash < 11; crash++) {
         const before = posts().length;
-        const a = startCli(['agent'], agentEnv(queue, { SWF_LOG_LEVEL: 'INFO' }));
+        const a = startCli(['agent'], agentEnv(queue, { SWF_LOG_LEVEL: 'DEBUG' }));
         agents.push(a);
         if (crash === 0) {
           await until(
@@ -230,7 +252,7 @@ describe('scale-out by competing consumers', () => {
           `agent ${crash + 1} working on the STF`,
           () => holding(before),
           60_000,
-          () => a.out.stderr.slice(-2000),
+          () => a.out.stderr.slice(-4000),
         ).catch(async (err: Error) => {
           // Where the message is, for the next engineer: the queue's own counters and the dead letters.
           const stat = async (name: string) => JSON.stringify(await artemisQueueStat(name).catch(String));
