@@ -199,7 +199,10 @@ describe('scale-out by competing consumers', () => {
     let left = await depth();
     for (const deadline = Date.now() + 60_000; left !== 0 && Date.now() < deadline; left = await depth())
       await new Promise((r) => setTimeout(r, 500));
-    expect(left).toBe(0);
+    // On Artemis, the queue's counters say who holds what is left (docs/scaling-out.md: a message
+    // Artemis keeps delivering to a consumer that is gone shows as delivering with the agents idle).
+    const counters = artemis && left !== 0 ? JSON.stringify(await artemisQueueStat(queueName)) : '';
+    expect(left, `left in the queue ${counters}`).toBe(0);
 
     for (const a of agents.slice(1)) a.proc.kill('SIGTERM');
     expect(await Promise.all(agents.slice(1).map((a) => a.exited))).toEqual([0, 0]);
