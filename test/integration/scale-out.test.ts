@@ -137,6 +137,15 @@ describe('scale-out by competing consumers', () => {
     await publishing;
 
     const notified = () => new Set(registered().map((n) => n.tf_filename));
+    // What is left in the shared queue; on Artemis the counters it came from are kept, as they say who
+    // holds it (docs/scaling-out.md: a message Artemis keeps delivering to a consumer that is gone).
+    const last: { stat?: Record<string, number> } = {};
+    const depth = async () => {
+      if (!artemis) return classicQueueDepth(subscription);
+      last.stat = await artemisQueueStat(queueName);
+      return (last.stat['MESSAGE COUNT'] ?? -1) + (last.stat['DELIVERING COUNT'] ?? -1);
+    };
+    const counters = () => (last.stat ? ` ${JSON.stringify(last.stat)}` : '');
     await until(
       'every sample registered and notified',
       () => double.fastmonFiles.length === SAMPLES && notified().size === SAMPLES,
@@ -157,10 +166,7 @@ describe('scale-out by competing consumers', () => {
           )
           .slice(-20)
           .join('\n');
-      const where = await (artemis
-        ? artemisQueueStat(queueName).then(JSON.stringify)
-        : classicQueueDepth(subscription).then((n) => `${n} messages`)
-      ).catch(String);
+      const where = await depth().then((n) => `${n} messages${counters()}`, String);
       err.message +=
         `\n${double.fastmonFiles.length} rows, ${known.size} notified; STFs short of notifications: ` +
         `${short.slice(0, 5).join(' ') || 'none'} (${short.length})\nqueue: ${where}\n` +
@@ -191,18 +197,10 @@ describe('scale-out by competing consumers', () => {
     }
 
     // The queue drains: its tail (the agents' last broadcasts, the end_run) is taken unread.
-    const depth = async () => {
-      if (!artemis) return classicQueueDepth(subscription);
-      const stat = await artemisQueueStat(queueName);
-      return (stat['MESSAGE COUNT'] ?? -1) + (stat['DELIVERING COUNT'] ?? -1);
-    };
     let left = await depth();
     for (const deadline = Date.now() + 60_000; left !== 0 && Date.now() < deadline; left = await depth())
       await new Promise((r) => setTimeout(r, 500));
-    // On Artemis, the queue's counters say who holds what is left (docs/scaling-out.md: a message
-    // Artemis keeps delivering to a consumer that is gone shows as delivering with the agents idle).
-    const counters = artemis && left !== 0 ? JSON.stringify(await artemisQueueStat(queueName)) : '';
-    expect(left, `left in the queue ${counters}`).toBe(0);
+    expect(left, `left in the queue${counters()}`).toBe(0);
 
     for (const a of agents.slice(1)) a.proc.kill('SIGTERM');
     expect(await Promise.all(agents.slice(1).map((a) => a.exited))).toEqual([0, 0]);
